@@ -1,0 +1,1 @@
+"""YAML presets shipped with memgym: models/, hardware/, workloads/, experiments/ (data, read by memgym.sim)."""

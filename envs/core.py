@@ -1,0 +1,119 @@
+"""The functional environment contract shared by every memgym environment (gymnax's API, Jumanji's typing).
+
+    env = KernelMapping()                          # stateless object
+    params = env.default_params(model="gpt3-175b")  # a pytree; vmap over it for many systems
+    obs, state = env.reset(key, params)
+    obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+- `obs` is `Observation(features: f32[D], action_mask: bool[sum(nvec)])`. Actions are `int32[len(nvec)]`
+  (a MultiDiscrete space; one entry per decision); the mask is the per-dimension masks concatenated, the
+  layout sb3-contrib's MaskablePPO expects.
+- Autoreset is built in (same step): when an episode ends, `obs` and `state` are already the next episode's
+  and `info["final_observation"]` holds the last observation of the finished one.
+- `info["metrics"]` is a dict of scalars describing the system (iteration time, bytes, capacity use...);
+  `info["projected"]` says whether the action was infeasible and replaced by the nearest feasible one.
+- A policy is any `policy(key, obs, state, params) -> action`, jittable and vmappable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Observation(NamedTuple):
+    features: jax.Array  # f32[D]
+    action_mask: jax.Array  # bool[sum(nvec)]
+
+
+Policy = Callable[[jax.Array, Observation, Any, Any], jax.Array]
+
+
+def pytree_dataclass(cls=None, *, static=()):
+    """A frozen dataclass registered as a pytree; fields named in `static` are hashable metadata
+    (shapes, bin counts, episode lengths) and must match across a vmapped batch."""
+
+    def wrap(c):
+        c = dataclasses.dataclass(frozen=True)(c)
+        names = [f.name for f in dataclasses.fields(c)]
+        return jax.tree_util.register_dataclass(
+            c, data_fields=[n for n in names if n not in static], meta_fields=[n for n in names if n in static])
+
+    return wrap if cls is None else wrap(cls)
+
+
+def split_mask(mask, nvec):
+    """The concatenated mask as a list of per-dimension masks."""
+    out, start = [], 0
+    for n in nvec:
+        out.append(mask[..., start:start + n])
+        start += n
+    return out
+
+
+class JaxEnv:
+    """Base class: subclasses implement `reset_env`, `step_env`, `action_nvec`, `observation_size`,
+    `default_params` and list their `metric_names`; `reset` and `step` add autoreset."""
+
+    id: ClassVar[str] = ""
+    metric_names: ClassVar[tuple[str, ...]] = ()
+
+    # -- to implement -----------------------------------------------------------------------------------
+    def default_params(self, **overrides):
+        raise NotImplementedError
+
+    def reset_env(self, key, params):
+        raise NotImplementedError
+
+    def step_env(self, key, state, action, params):
+        """-> (obs, state, reward, terminated, truncated, info) without autoreset; info has 'metrics' and
+        'projected'."""
+        raise NotImplementedError
+
+    def action_nvec(self, params) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def observation_size(self, params) -> int:
+        raise NotImplementedError
+
+    def feature_names(self, params) -> tuple[str, ...]:
+        return tuple(f"f{i}" for i in range(self.observation_size(params)))
+
+    # -- the contract -----------------------------------------------------------------------------------
+    def reset(self, key, params):
+        return self.reset_env(key, params)
+
+    def step(self, key, state, action, params):
+        key_step, key_reset = jax.random.split(key)
+        action = jnp.asarray(action, jnp.int32)
+        obs_st, state_st, reward, terminated, truncated, info = self.step_env(key_step, state, action, params)
+        obs_re, state_re = self.reset_env(key_reset, params)
+        done = terminated | truncated
+        pick = lambda a, b: jax.lax.select(done, a, b)  # noqa: E731
+        state = jax.tree_util.tree_map(pick, state_re, state_st)
+        obs = jax.tree_util.tree_map(pick, obs_re, obs_st)
+        info = dict(info, final_observation=obs_st, terminated=terminated, truncated=truncated)
+        return obs, state, reward, terminated, truncated, info
+
+    def __repr__(self):
+        return f"{type(self).__name__}(id={self.id!r})"
+
+
+def rollout(env: JaxEnv, policy: Policy, params, key, n_steps: int):
+    """Run `n_steps` steps of `policy` inside `lax.scan` (jit it; vmap it over keys or params).
+    Returns (rewards f[T], terminated, truncated, metrics dict of f[T], actions i[T, A])."""
+    key, k0 = jax.random.split(key)
+    obs, state = env.reset(k0, params)
+
+    def body(carry, k):
+        obs, state = carry
+        ka, ks = jax.random.split(k)
+        action = policy(ka, obs, state, params)
+        obs, state, r, term, trunc, info = env.step(ks, state, action, params)
+        return (obs, state), (r, term, trunc, info["metrics"], action)
+
+    _, out = jax.lax.scan(body, (obs, state), jax.random.split(key, n_steps))
+    return out

@@ -1,0 +1,140 @@
+"""H2M2's asymmetric memory: an HBM side and an LPDDR side, each with its own accelerator, joined by a link.
+
+Every decoder layer has three sublayers (attention, qkv, fc; `kernels.SUBLAYERS`). A mapping gives the share
+of each sublayer that runs on the HBM side: heads for attention and qkv, columns for fc. The tensors of that
+share (weights; KV for attention) live in HBM, the rest in LPDDR. Both sides of a sublayer run in parallel
+and meet at a barrier; the sublayer's input activations are copied to both sides over the link.
+
+Costs beyond the roofline (all in the hardware spec, shared by every model):
+- paging (H2M2's memory abstraction): each 2 MB page a side streams costs one TLB miss, `tlb_walkers` of
+  them in flight at once; tensors are allocated in whole pages per layer, so HBM loses the internal
+  fragmentation of H2M2's Eq. 2 (`footprints` rounds each layer's share up to pages);
+- migration: when a share changes, the pages whose side changed cross the link, and that time counts.
+
+The LPDDR-only baseline is a homogeneous system (its own hardware spec: one LPDDR5X memory, both chips'
+compute on it); the strict hierarchy uses HBM as an LRU cache in front of LPDDR (`hierarchical_time`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+from .kernels import SUBLAYER_OF, decode_kernels
+from .roofline import kernel_times, safe_div
+from .specs import HBM, LPDDR, MAIN, MEMORY_SIDE, TENSORS, HardwareSpec, ModelSpec, kv_bytes_per_token
+
+N_SUBLAYERS = 3
+_ONEHOT = np.eye(N_SUBLAYERS, dtype=np.float32)[SUBLAYER_OF]  # [K, 3]
+
+
+def _placement(tier):
+    p = np.zeros((len(TENSORS), 5), np.float32)
+    p[:, tier] = 1.0
+    return jnp.asarray(p)
+
+
+def _paging_s(bytes_k, hw: HardwareSpec):
+    """TLB-miss time for streaming `bytes_k` (one miss per page, `tlb_walkers` overlapped)."""
+    return bytes_k / hw.page_bytes * hw.tlb_miss_s / hw.tlb_walkers
+
+
+def layer_table(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
+    return decode_kernels(model, batch, context_sum, kv_reads_per_query_head=hw.kv_reads_per_query_head)
+
+
+def side_times(model: ModelSpec, hw: HardwareSpec, batch, context_sum, hbm_share):
+    """Per-layer time of each sublayer on each side: (t_hbm f[3], t_lpddr f[3]) in seconds.
+
+    hbm_share f[3] in [0, 1]: share of (attention, qkv, fc) on the HBM side."""
+    table = layer_table(model, hw, batch, context_sum)
+    share_k = jnp.asarray(_ONEHOT) @ jnp.asarray(hbm_share, jnp.float32)  # [K]
+    out = []
+    for site, tier, share in ((MAIN, HBM, share_k), (MEMORY_SIDE, LPDDR, 1.0 - share_k)):
+        part = dataclasses.replace(table, flops=table.flops * share, bytes=table.bytes * share[:, None],
+                                   comm_bytes=table.comm_bytes * share)
+        t = kernel_times(part, hw, site, _placement(tier))
+        per_kernel = t["time_s"] + _paging_s(part.bytes.sum(axis=1), hw)
+        out.append(jnp.asarray(_ONEHOT).T @ per_kernel)
+    return out[0], out[1]
+
+
+def footprints(model: ModelSpec, hw: HardwareSpec, kv_tokens):
+    """Bytes per sublayer over all layers f[3]: KV of `kv_tokens` cached tokens (attention), qkv weights,
+    fc weights (O projection, FFN, norms)."""
+    table = decode_kernels(model, 1.0, 0.0)
+    w = jnp.asarray(_ONEHOT).T @ table.bytes[:, 0]  # weight bytes per layer per sublayer
+    kv = kv_bytes_per_token(model) / model.n_layers * kv_tokens
+    return model.n_layers * (w + kv * jnp.asarray([1.0, 0.0, 0.0]))
+
+
+def hbm_bytes_used(model: ModelSpec, hw: HardwareSpec, kv_tokens, hbm_share):
+    """HBM bytes a mapping occupies: each layer's share of each sublayer rounded up to whole pages."""
+    per_layer = footprints(model, hw, kv_tokens) / model.n_layers * jnp.asarray(hbm_share, jnp.float32)
+    pages = jnp.ceil(per_layer / hw.page_bytes - 1e-6)
+    return model.n_layers * (pages * hw.page_bytes).sum(axis=-1)
+
+
+def lpddr_bytes_used(model: ModelSpec, hw: HardwareSpec, kv_tokens, hbm_share):
+    return hbm_bytes_used(model, hw, kv_tokens, 1.0 - jnp.asarray(hbm_share, jnp.float32))
+
+
+def fits(model, hw, kv_tokens, hbm_share, reserve_bytes=0.0):
+    """Does the mapping fit both sides (HBM keeps `reserve_bytes` free for growth)?"""
+    return (hbm_bytes_used(model, hw, kv_tokens, hbm_share) + reserve_bytes <= hw.tier_capacity_bytes[HBM]) & (
+        lpddr_bytes_used(model, hw, kv_tokens, hbm_share) <= hw.tier_capacity_bytes[LPDDR])
+
+
+def migration_bytes(model, hw, kv_tokens, hbm_share, prev_share):
+    """Bytes whose side changed between two mappings (pages cross the link)."""
+    delta = jnp.abs(jnp.asarray(hbm_share, jnp.float32) - jnp.asarray(prev_share, jnp.float32))
+    return (footprints(model, hw, kv_tokens) * delta).sum(axis=-1)
+
+
+def iteration_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_tokens, hbm_share,
+                   prev_share=None):
+    """One decode iteration of all layers under a mapping. Returns a dict of scalars (seconds, bytes):
+    iteration_time_s, compute/barrier time per sublayer, the activation copies, migration."""
+    hbm_share = jnp.asarray(hbm_share, jnp.float32)
+    t_hbm, t_lpddr = side_times(model, hw, batch, context_sum, hbm_share)
+    split = (hbm_share > 0) & (hbm_share < 1)
+    act_bytes = batch * model.d_model * model.bytes_per_activation
+    copy_s = jnp.where(split, safe_div(act_bytes, hw.link_bw_bytes_per_s), 0.0)
+    per_sublayer = jnp.maximum(t_hbm, t_lpddr) + copy_s
+    layers_s = model.n_layers * per_sublayer.sum()
+    if prev_share is None:
+        prev_share = hbm_share
+    moved = migration_bytes(model, hw, kv_tokens, hbm_share, prev_share)
+    migration_s = safe_div(moved, hw.link_bw_bytes_per_s * hw.eff_memory)
+    return {
+        "iteration_time_s": layers_s + migration_s,
+        "sublayer_time_s": model.n_layers * per_sublayer,
+        "hbm_side_s": model.n_layers * t_hbm,
+        "lpddr_side_s": model.n_layers * t_lpddr,
+        "migration_s": migration_s,
+        "migration_bytes": moved,
+    }
+
+
+def homogeneous_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, tier=LPDDR, site=MAIN):
+    """All tensors in one tier, all kernels on one site (the LPDDR-only baseline)."""
+    table = layer_table(model, hw, batch, context_sum)
+    t = kernel_times(table, hw, site, _placement(tier))
+    return model.n_layers * (t["time_s"] + _paging_s(table.bytes.sum(axis=1), hw)).sum()
+
+
+def hierarchical_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_tokens):
+    """Strict hierarchy: data lives in LPDDR, HBM is an LRU cache of 2 MB pages in front of it, and both
+    chips compute through it. A decode iteration sweeps every weight and KV page once, a loop longer than the
+    cache whenever the footprint exceeds HBM, so LRU hits nothing then (the weight reuse distance is the
+    whole model); when everything fits, every access hits."""
+    total = footprints(model, hw, kv_tokens).sum()
+    hit = (total <= hw.tier_capacity_bytes[HBM]).astype(jnp.float32)
+    both_chips = dataclasses.replace(
+        hw, peak_flops_per_s=hw.peak_flops_per_s.at[MAIN].set(hw.peak_flops_per_s[MAIN] + hw.peak_flops_per_s[MEMORY_SIDE]),
+        access_bw_bytes_per_s=hw.access_bw_bytes_per_s.at[LPDDR, MAIN].set(hw.tier_bw_bytes_per_s[LPDDR]))
+    on_hbm = homogeneous_time(model, both_chips, batch, context_sum, tier=HBM)
+    on_lpddr = homogeneous_time(model, both_chips, batch, context_sum, tier=LPDDR)
+    return hit * on_hbm + (1.0 - hit) * on_lpddr

@@ -1,0 +1,277 @@
+"""YAML presets → specs, validated when loaded.
+
+Presets live in `memgym/configs/{models,hardware,workloads,experiments}/NAME.yaml`; any argument that names a
+preset may also be a path to a YAML file. Every error is a `ConfigError` that names the file, the key and
+what would be valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from .specs import SITES, TIERS, UNITS, HardwareSpec, ModelSpec, kv_bytes_per_token, weight_bytes
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+try:  # installed layout: memgym/configs beside memgym/sim
+    from memgym import configs as _configs_pkg
+
+    CONFIG_DIR = pathlib.Path(_configs_pkg.__file__).resolve().parent
+except ImportError:  # pragma: no cover - running from a source tree without installation
+    pass
+
+GB = 1e9
+DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "fp8": 1.0, "int4": 0.5}
+FFN_KINDS = {"gelu": (2.0, 8.0), "relu": (2.0, 1.0), "swiglu": (3.0, 5.0), "geglu": (3.0, 9.0)}
+NORM_KINDS = {"layernorm": 2.0, "rmsnorm": 1.0}
+POSITION_KINDS = ("learned", "rope", "relative")
+
+
+class ConfigError(ValueError):
+    """A config problem: `file`, `key` and a message that says what would be valid."""
+
+    def __init__(self, file, key, message):
+        self.file, self.key = str(file), key
+        super().__init__(f"{file}: key '{key}': {message}")
+
+
+def presets(kind: str) -> list[str]:
+    """Names of the shipped presets of one kind ('models', 'hardware', 'workloads', 'experiments')."""
+    return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+
+
+def preset_path(kind: str, name) -> pathlib.Path:
+    path = pathlib.Path(str(name))
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise ConfigError(path, "<file>", "no such file")
+        return path
+    path = CONFIG_DIR / kind / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(CONFIG_DIR / kind, "name",
+                          f"unknown {kind} preset '{name}'; valid: {', '.join(presets(kind))}")
+    return path
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_raw(kind: str, name, _seen=()) -> tuple[dict, pathlib.Path]:
+    """The preset's mapping with `extends:` resolved (the child's keys override the parent's)."""
+    path = preset_path(kind, name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(path, "<file>", f"not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "<file>", "must be a mapping of keys to values")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if parent in _seen:
+            raise ConfigError(path, "extends", f"'{parent}' extends itself through {list(_seen)}")
+        base, _ = load_raw(kind, parent, _seen + (parent,))
+        base.pop("name", None)
+        data = _deep_merge(base, data)
+    return data, path
+
+
+def _get(d: dict, key: str, path, where="", kind=float, positive=True, allow_zero=False, default=None):
+    full = f"{where}{key}"
+    if key not in d:
+        if default is not None:
+            return default
+        raise ConfigError(path, full, "missing (required)")
+    v = d[key]
+    if kind is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(path, full, f"must be a finite number, got {v!r}")
+        if positive and (v < 0 or (v == 0 and not allow_zero)):
+            raise ConfigError(path, full, f"must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+        return float(v)
+    if kind is int:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(path, full, f"must be a positive integer, got {v!r}")
+        return v
+    if isinstance(kind, (tuple, list, dict)):
+        if v not in kind:
+            raise ConfigError(path, full, f"must be one of {sorted(kind)}, got {v!r}")
+        return v
+    if kind is bool:
+        if not isinstance(v, bool):
+            raise ConfigError(path, full, f"must be true or false, got {v!r}")
+        return v
+    if kind is dict:
+        if not isinstance(v, dict):
+            raise ConfigError(path, full, f"must be a mapping, got {v!r}")
+        return v
+    raise TypeError(kind)
+
+
+def _check_keys(d: dict, allowed, path, where=""):
+    for k in d:
+        if k not in allowed:
+            raise ConfigError(path, f"{where}{k}", f"unknown key; valid keys: {', '.join(sorted(allowed))}")
+
+
+MODEL_KEYS = {"name", "source", "notes", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_head", "d_ff",
+              "vocab_size", "n_positions", "ffn", "norm", "position", "bias", "tied_embeddings", "dtype",
+              "param_count_reference", "kv_bytes_per_token_fp16_reference"}
+
+
+def load_model(name, dtype: str | None = None) -> ModelSpec:
+    """A model preset (or YAML path) as a ModelSpec; `dtype` overrides the preset's element type."""
+    d, path = load_raw("models", name)
+    _check_keys(d, MODEL_KEYS, path)
+    if "source" not in d:
+        raise ConfigError(path, "source", "missing: every preset names where its numbers come from")
+    dims = {k: _get(d, k, path, kind=int) for k in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_head",
+                                                        "d_ff", "vocab_size")}
+    if dims["n_heads"] % dims["n_kv_heads"]:
+        raise ConfigError(path, "n_kv_heads", f"must divide n_heads={dims['n_heads']}")
+    n_pos = d.get("n_positions", 0)
+    if isinstance(n_pos, bool) or not isinstance(n_pos, int) or n_pos < 0:
+        raise ConfigError(path, "n_positions", f"must be an integer >= 0, got {n_pos!r}")
+    ffn = _get(d, "ffn", path, kind=FFN_KINDS)
+    norm = _get(d, "norm", path, kind=NORM_KINDS)
+    position = _get(d, "position", path, kind=POSITION_KINDS)
+    bias = _get(d, "bias", path, kind=bool)
+    tied = _get(d, "tied_embeddings", path, kind=bool)
+    dt = dtype or d.get("dtype", "fp16")
+    if dt not in DTYPE_BYTES:
+        raise ConfigError(path if dtype is None else "<argument>", "dtype",
+                          f"must be one of {sorted(DTYPE_BYTES)}, got {dt!r}")
+    n_mats, act_flops = FFN_KINDS[ffn]
+    b = DTYPE_BYTES[dt]
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return ModelSpec(
+        n_layers=f(dims["n_layers"]), d_model=f(dims["d_model"]), n_heads=f(dims["n_heads"]),
+        n_kv_heads=f(dims["n_kv_heads"]), d_head=f(dims["d_head"]), d_ff=f(dims["d_ff"]),
+        vocab_size=f(dims["vocab_size"]), n_positions=f(n_pos), n_ffn_matrices=f(n_mats),
+        has_bias=f(float(bias)), tied_embeddings=f(float(tied)), norm_params=f(NORM_KINDS[norm]),
+        uses_rope=f(float(position == "rope")), act_flops_per_elem=f(act_flops),
+        bytes_per_weight=f(b), bytes_per_activation=f(b), bytes_per_kv=f(b),
+    )
+
+
+HW_KEYS = {"name", "source", "notes", "tiers", "sites", "links", "calibration", "interconnect", "paging",
+           "flexgen_fitted"}
+TIER_KEYS = {"capacity_gb", "bw_gbps", "latency_ns", "energy_pj_per_bit", "cost_usd_per_gb", "source"}
+SITE_KEYS = {"peak_tflops", "reaches", "source"}
+CAL_KEYS = {"eff_compute", "eff_memory", "overhead_us", "overlap", "matrix_fill_rows",
+            "kv_reads_per_query_head", "source", "notes"}
+
+
+def load_hardware(name, ideal: bool = False) -> HardwareSpec:
+    """A hardware preset (or YAML path) as a HardwareSpec; `ideal=True` gives the pure roofline."""
+    d, path = load_raw("hardware", name)
+    _check_keys(d, HW_KEYS, path)
+    if "source" not in d:
+        raise ConfigError(path, "source", "missing: every preset names where its numbers come from")
+    tiers = _get(d, "tiers", path, kind=dict)
+    for t in tiers:
+        if t not in TIERS:
+            raise ConfigError(path, f"tiers.{t}", f"unknown tier; valid: {', '.join(TIERS)}")
+    M, S, U = len(TIERS), len(SITES), len(UNITS)
+    cap, bw, lat, energy, cost = (np.zeros(M) for _ in range(5))
+    for t, spec in tiers.items():
+        where = f"tiers.{t}."
+        _get({"x": spec}, "x", path, where=f"tiers.{t}", kind=dict)
+        _check_keys(spec, TIER_KEYS, path, where)
+        i = TIERS.index(t)
+        cap[i] = _get(spec, "capacity_gb", path, where) * GB
+        bw[i] = _get(spec, "bw_gbps", path, where) * GB
+        lat[i] = _get(spec, "latency_ns", path, where, allow_zero=True, default=0.0) * 1e-9
+        energy[i] = _get(spec, "energy_pj_per_bit", path, where, allow_zero=True, default=0.0) * 8e-12
+        cost[i] = _get(spec, "cost_usd_per_gb", path, where, allow_zero=True, default=0.0) / GB
+    links = d.get("links", {}) or {}
+    link_bw = {}
+    for ln, spec in links.items():
+        _get({"x": spec}, "x", path, where=f"links.{ln}", kind=dict)
+        link_bw[ln] = _get(spec, "bw_gbps", path, f"links.{ln}.") * GB
+    sites = _get(d, "sites", path, kind=dict)
+    peak = np.zeros((S, U))
+    access = np.zeros((M, S))
+    for s, spec in sites.items():
+        if s not in SITES:
+            raise ConfigError(path, f"sites.{s}", f"unknown site; valid: {', '.join(SITES)}")
+        where = f"sites.{s}."
+        _check_keys(spec, SITE_KEYS, path, where)
+        j = SITES.index(s)
+        pk = _get(spec, "peak_tflops", path, where, kind=dict)
+        for u in UNITS:
+            peak[j, UNITS.index(u)] = _get(pk, u, path, f"{where}peak_tflops.") * 1e12
+        reaches = _get(spec, "reaches", path, where, kind=dict)
+        for t, via in reaches.items():
+            if t not in tiers:
+                raise ConfigError(path, f"{where}reaches.{t}", f"not a tier of this hardware; tiers: {list(tiers)}")
+            i = TIERS.index(t)
+            if via == "local":
+                access[i, j] = bw[i]
+            elif via in link_bw:
+                access[i, j] = min(bw[i], link_bw[via])
+            else:
+                raise ConfigError(path, f"{where}reaches.{t}",
+                                  f"must be 'local' or a link name ({', '.join(link_bw) or 'no links defined'}), got {via!r}")
+    cal = _get(d, "calibration", path, kind=dict)
+    _check_keys(cal, CAL_KEYS, path, "calibration.")
+    if "source" not in cal:
+        raise ConfigError(path, "calibration.source", "missing: say where the calibration numbers come from")
+    effc = _get(cal, "eff_compute", path, "calibration.", kind=dict)
+    over = _get(cal, "overhead_us", path, "calibration.", kind=dict)
+    eff_compute = np.array([_get(effc, u, path, "calibration.eff_compute.") for u in UNITS])
+    overhead = np.array([_get(over, u, path, "calibration.overhead_us.", allow_zero=True) * 1e-6 for u in UNITS])
+    eff_memory = _get(cal, "eff_memory", path, "calibration.")
+    for key, v in [("eff_memory", eff_memory)] + [(f"eff_compute.{u}", e) for u, e in zip(UNITS, eff_compute)]:
+        if v > 1:
+            raise ConfigError(path, f"calibration.{key}", f"an efficiency must be in (0, 1], got {v}")
+    overlap = _get(cal, "overlap", path, "calibration.", allow_zero=True, default=1.0)
+    if overlap > 1:
+        raise ConfigError(path, "calibration.overlap", f"must be in [0, 1], got {overlap}")
+    fill = _get(cal, "matrix_fill_rows", path, "calibration.", allow_zero=True, default=0.0)
+    kv_reads = _get(cal, "kv_reads_per_query_head", path, "calibration.", allow_zero=True, default=0.0)
+    if kv_reads > 1:
+        raise ConfigError(path, "calibration.kv_reads_per_query_head", f"must be in [0, 1], got {kv_reads}")
+    ic = d.get("interconnect", {}) or {}
+    ic_bw = _get(ic, "bw_gbps", path, "interconnect.", default=1.0) * GB
+    ic_lat = _get(ic, "latency_us", path, "interconnect.", allow_zero=True, default=0.0) * 1e-6
+    pg = d.get("paging", {}) or {}
+    page = _get(pg, "page_mb", path, "paging.", default=2.0) * 2**20
+    tlb_miss = _get(pg, "tlb_miss_ns", path, "paging.", allow_zero=True, default=0.0) * 1e-9
+    walkers = _get(pg, "tlb_walkers", path, "paging.", default=1.0)
+    link_main = max(link_bw.values()) if link_bw else 0.0
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    hw = HardwareSpec(
+        tier_capacity_bytes=f(cap), tier_bw_bytes_per_s=f(bw), tier_latency_s=f(lat),
+        tier_energy_j_per_byte=f(energy), tier_cost_per_byte=f(cost), access_bw_bytes_per_s=f(access),
+        peak_flops_per_s=f(peak), eff_compute=f(eff_compute), eff_memory=f(eff_memory), overhead_s=f(overhead),
+        overlap=f(overlap), matrix_fill_rows=f(fill), kv_reads_per_query_head=f(kv_reads),
+        interconnect_bw_bytes_per_s=f(ic_bw), interconnect_latency_s=f(ic_lat), page_bytes=f(page),
+        tlb_miss_s=f(tlb_miss), tlb_walkers=f(walkers), link_bw_bytes_per_s=f(link_main),
+    )
+    if ideal:
+        from .specs import ideal as _ideal
+
+        hw = _ideal(hw)
+    return hw
+
+
+def check_fits(model: ModelSpec, hw: HardwareSpec, model_name="model", hw_name="hardware", tp: int = 1,
+               batch: float = 0.0, context: float = 0.0):
+    """Raise a ConfigError when the model's weights (and the KV of batch × context) fit in no tier."""
+    need = float(weight_bytes(model)) / tp + float(kv_bytes_per_token(model)) * batch * context / tp
+    total = float(np.asarray(hw.tier_capacity_bytes).sum())
+    if need > total:
+        raise ConfigError(preset_path("hardware", hw_name) if not str(hw_name).endswith(".yaml") else hw_name,
+                          "tiers", f"model '{model_name}' needs {need / GB:.1f} GB (weights + KV) but the tiers "
+                          f"hold {total / GB:.1f} GB in all; add capacity, raise tensor parallelism or pick a "
+                          f"smaller model ({', '.join(presets('models'))})")
+    return need

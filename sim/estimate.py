@@ -1,0 +1,113 @@
+"""`estimate`: the per-kernel cost of one iteration of a model on a hardware preset (host-side convenience
+over the jittable core in `kernels` and `roofline`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import config
+from .kernels import KERNELS, decode_kernels, lm_head, prefill_kernels
+from .roofline import bound_of, kernel_times
+from .specs import MAIN, TENSORS, TIERS, HardwareSpec, ModelSpec, ideal as ideal_hw, kv_bytes_per_token, weight_bytes
+
+
+def spill_placement(hw: HardwareSpec, need_bytes: float, site: int = MAIN) -> np.ndarray:
+    """Fill the tiers `site` reaches fastest-first up to their capacity (GenZ-style offload): the same
+    fractions for every tensor class, f[C, M]."""
+    bw = np.asarray(hw.access_bw_bytes_per_s)[:, site]
+    cap = np.asarray(hw.tier_capacity_bytes, np.float64)
+    frac = np.zeros(len(TIERS))
+    left = float(need_bytes)
+    for m in np.argsort(-bw):
+        if bw[m] <= 0 or left <= 0:
+            continue
+        take = min(left, cap[m])
+        frac[m] = take / need_bytes
+        left -= take
+    if left > 1e-6 * need_bytes:  # nothing reachable holds the rest: keep it in the fastest tier (flagged)
+        frac[int(np.argmax(bw))] += left / need_bytes
+    return np.tile(frac, (len(TENSORS), 1)).astype(np.float32)
+
+
+def kernel_table(model: ModelSpec, hw: HardwareSpec, batch, context, phase: str, tp: int = 1):
+    if phase == "decode":
+        return decode_kernels(model, batch, batch * context, tp=tp,
+                              kv_reads_per_query_head=hw.kv_reads_per_query_head)
+    if phase == "prefill":
+        return prefill_kernels(model, batch, context, tp=tp)
+    raise ValueError(f"phase must be 'decode' or 'prefill', got {phase!r}")
+
+
+def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, context: int,
+             phase: str = "decode", ideal: bool = False, tp: int = 1, dtype: str | None = None) -> dict:
+    """Cost of one iteration: `batch` sequences at `context` tokens (decode: one new token each over a
+    context of `context`; prefill: a prompt of `context` tokens). Returns a JSON-ready dict with
+    `iteration_time_s`, per-token figures and a `kernels` list (one decoder layer, times in seconds)."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context <= 0:
+        raise ValueError(f"context must be a positive integer, got {context!r}")
+    if not isinstance(tp, (int, np.integer)) or tp <= 0:
+        raise ValueError(f"tp must be a positive integer, got {tp!r}")
+    m_name, h_name = (model if isinstance(model, str) else "<spec>"), (hardware if isinstance(hardware, str) else "<spec>")
+    m = config.load_model(model, dtype=dtype) if isinstance(model, str) else model
+    hw = config.load_hardware(hardware) if isinstance(hardware, str) else hardware
+    if ideal:
+        hw = ideal_hw(hw)
+    if isinstance(hardware, str):
+        config.check_fits(m, hw, m_name, h_name, tp=tp, batch=batch, context=context)
+    table = kernel_table(m, hw, batch, context, phase, tp)
+    need = float(weight_bytes(m)) / tp + float(kv_bytes_per_token(m)) * batch * context / tp
+    placement = spill_placement(hw, need)
+    t = kernel_times(table, hw, MAIN, placement)
+    tokens = batch * (1 if phase == "decode" else context)
+    head_flops, head_bytes = lm_head(m, batch)
+    head_tab = type(table)(flops=head_flops[None], bytes=head_bytes[None], comm_bytes=np.zeros(1, np.float32),
+                           rows=table.rows, unit=(0,))
+    head_s = float(kernel_times(head_tab, hw, MAIN, placement)["time_s"][0])
+    n_layers = float(m.n_layers)
+    layer_s = float(np.asarray(t["time_s"]).sum())
+    iteration_s = n_layers * layer_s + head_s
+    bounds = bound_of(t)
+    kernels = []
+    for k, name in enumerate(KERNELS):
+        row = {"name": name, "flops": float(table.flops[k])}
+        for c, cls in enumerate(TENSORS):
+            row[f"bytes_{cls}"] = float(table.bytes[k, c])
+        row.update(comm_bytes=float(table.comm_bytes[k]), compute_s=float(t["compute_s"][k]),
+                   memory_s=float(t["memory_s"][k]), time_s=float(t["time_s"][k]), bound=str(bounds[k]))
+        kernels.append(row)
+    return {
+        "model": m_name, "hardware": h_name, "phase": phase, "batch": int(batch), "context": int(context),
+        "tp": int(tp), "ideal": bool(ideal), "placement": {TIERS[i]: float(placement[0, i]) for i in range(len(TIERS)) if placement[0, i] > 0},
+        "iteration_time_s": iteration_s,
+        "layer_time_s": layer_s,
+        "lm_head_s": head_s,
+        "per_token_latency_s": iteration_s if phase == "decode" else iteration_s / context,
+        "tokens_per_s": tokens / iteration_s,
+        "flops_per_iteration": n_layers * float(np.asarray(table.flops).sum()) + float(head_flops),
+        "bytes_per_iteration": n_layers * float(np.asarray(table.bytes).sum()) + float(head_bytes.sum()),
+        "kernels": kernels,
+    }
+
+
+def format_table(result: dict) -> str:
+    """The estimate as a plain-text table (what `memgym estimate` prints)."""
+    head = (f"{result['model']} on {result['hardware']}: {result['phase']}, batch {result['batch']}, "
+            f"context {result['context']}, tp {result['tp']}{' (ideal roofline)' if result['ideal'] else ''}; "
+            "tensors in " + ", ".join(f"{t} {f:.0%}" for t, f in result["placement"].items()))
+    cols = ["kernel", "GFLOP", "W MB", "A MB", "KV MB", "compute us", "memory us", "time us", "bound"]
+    lines = [head, "one decoder layer:", " ".join(f"{c:>{14 if i == 0 else 12}}" for i, c in enumerate(cols))]
+    for r in result["kernels"]:
+        lines.append(" ".join([f"{r['name']:>14}", f"{r['flops'] / 1e9:12.3f}", f"{r['bytes_weights'] / 1e6:12.2f}",
+                               f"{r['bytes_activations'] / 1e6:12.2f}", f"{r['bytes_kv'] / 1e6:12.2f}",
+                               f"{r['compute_s'] * 1e6:12.1f}", f"{r['memory_s'] * 1e6:12.1f}",
+                               f"{r['time_s'] * 1e6:12.1f}", f"{r['bound']:>12}"]))
+    lines += [
+        f"layer time          {result['layer_time_s'] * 1e3:10.3f} ms",
+        f"LM head             {result['lm_head_s'] * 1e3:10.3f} ms",
+        f"iteration time      {result['iteration_time_s'] * 1e3:10.3f} ms",
+        f"per-token latency   {result['per_token_latency_s'] * 1e3:10.3f} ms",
+        f"throughput          {result['tokens_per_s']:10.1f} tokens/s",
+    ]
+    return "\n".join(lines)

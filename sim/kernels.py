@@ -1,0 +1,184 @@
+"""The per-kernel FLOPs and bytes of one decoder layer, for decode and prefill.
+
+Formulas follow `reference/llm_cost_model.md` §2 (minimum DRAM bytes of unfused kernels; a multiply-add is
+2 FLOPs). Choices the references leave open:
+
+- Causal prefill attention counts the pairs a causal mask keeps exactly: a chunk of s tokens after P cached
+  tokens attends to s·P + s(s+1)/2 keys (`causal=True`, the default); `causal=False` counts s·(P+s).
+- Prefill attention is FlashAttention-style: K and V are read once per sequence, scores stay on chip.
+  Decode attention is unfused: the scores (h·ΣL elements) are written and read as activations.
+- Bias adds and norm gains are vector work: the matrix kernels count 2·K·N FLOPs per token exactly, so the
+  identity FLOPs/token = 2·N_matrix + 4·L·d·ctx holds; bias FLOPs (one per output element) sit in the
+  residual kernels, their bytes in the matrix kernels' weights.
+- GQA: the QKᵀ and AV kernels read each KV head once (`kv_reads_per_query_head = 0`), or once per query head
+  (`= 1`, a per-head GEMV kernel with no reuse across the group); the hardware spec chooses.
+- Tensor parallelism t divides h, h_kv (never below one KV head) and d_ff, and adds two ring all-reduces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .specs import ACTIVATIONS, KV, MATRIX, MATVEC, TENSORS, VECTOR, WEIGHTS, ModelSpec
+
+KERNELS = (
+    "norm_attn", "qkv_proj", "rope", "kv_append", "attn_score", "softmax", "attn_context", "o_proj",
+    "allreduce_attn", "residual_attn", "norm_ffn", "ffn_up", "ffn_act", "ffn_down", "allreduce_ffn",
+    "residual_ffn",
+)
+N_KERNELS = len(KERNELS)
+K = {name: i for i, name in enumerate(KERNELS)}
+
+SUBLAYERS = ("attention", "qkv", "fc")  # H2M2's three sublayers, in its priority order
+ATTENTION, QKV, FC = range(3)
+# Which H2M2 sublayer each kernel belongs to. The KV append belongs to attention (KV lives where its heads do).
+SUBLAYER_OF = np.array([QKV, QKV, QKV, ATTENTION, ATTENTION, ATTENTION, ATTENTION, FC,
+                        FC, FC, FC, FC, FC, FC, FC, FC])
+MATMUL = np.array([name in ("qkv_proj", "attn_score", "attn_context", "o_proj", "ffn_up", "ffn_down")
+                   for name in KERNELS])
+_UNIT_DECODE = (VECTOR, MATRIX, VECTOR, VECTOR, MATVEC, VECTOR, MATVEC, MATRIX,
+                VECTOR, VECTOR, VECTOR, MATRIX, VECTOR, MATRIX, VECTOR, VECTOR)
+_UNIT_PREFILL = tuple(MATRIX if k in (K["attn_score"], K["attn_context"]) else u
+                      for k, u in enumerate(_UNIT_DECODE))
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelTable:
+    """One decoder layer's kernels. flops f[K]; bytes f[K, len(TENSORS)]; comm_bytes f[K] (all-reduce);
+    rows: tokens fed to the matrix units (for systolic utilisation); unit: static unit class per kernel."""
+
+    flops: jax.Array
+    bytes: jax.Array
+    comm_bytes: jax.Array
+    rows: jax.Array
+    unit: tuple = dataclasses.field(default=_UNIT_DECODE)
+
+    def scale(self, share):
+        """The part of the table a site runs when it takes `share` of the heads/columns."""
+        return dataclasses.replace(self, flops=self.flops * share, bytes=self.bytes * share,
+                                   comm_bytes=self.comm_bytes * share)
+
+
+jax.tree_util.register_dataclass(KernelTable, data_fields=["flops", "bytes", "comm_bytes", "rows"],
+                                 meta_fields=["unit"])
+
+
+def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit):
+    """Assemble the table. tokens T; attn_pairs Σ(query × key) pairs; kv_tokens_read K/V rows read."""
+    f32 = jnp.float32
+    tokens, attn_pairs, kv_tokens_read = (jnp.asarray(x, f32) for x in (tokens, attn_pairs, kv_tokens_read))
+    t = jnp.asarray(tp, f32)
+    d, dh = m.d_model, m.d_head
+    h = m.n_heads / t
+    hkv = jnp.maximum(m.n_kv_heads / t, 1.0)
+    dff = m.d_ff / t
+    nup = m.n_ffn_matrices - 1.0
+    bw, ba, bkv = m.bytes_per_weight, m.bytes_per_activation, m.bytes_per_kv
+    bias = m.has_bias
+    T = tokens
+    q_width = h * dh
+    qkv_width = (h + 2 * hkv) * dh
+
+    zeros = jnp.zeros((N_KERNELS,), f32)
+    flops = zeros
+    w = zeros
+    a = zeros
+    kv = zeros
+
+    def put(arr, name, value):
+        return arr.at[K[name]].set(value)
+
+    # norms: read and write T·d activations, read the gains (and biases)
+    for name in ("norm_attn", "norm_ffn"):
+        flops = put(flops, name, 7.0 * T * d)
+        a = put(a, name, 2.0 * T * d * ba)
+        w = put(w, name, m.norm_params * d * bw)
+    # QKV projection
+    flops = put(flops, "qkv_proj", 2.0 * T * d * qkv_width)
+    w = put(w, "qkv_proj", (d * qkv_width + bias * qkv_width) * bw)
+    a = put(a, "qkv_proj", T * (d + qkv_width) * ba)
+    # RoPE on Q and K
+    flops = put(flops, "rope", m.uses_rope * 3.0 * T * (h + hkv) * dh)
+    a = put(a, "rope", m.uses_rope * 2.0 * T * (h + hkv) * dh * ba)
+    # KV append: write this step's K and V
+    kv = put(kv, "kv_append", 2.0 * T * hkv * dh * bkv)
+    # attention: QKᵀ and AV, 2·h·d_h FLOPs per (query, key) pair each
+    flops = put(flops, "attn_score", 2.0 * h * dh * attn_pairs)
+    flops = put(flops, "attn_context", 2.0 * h * dh * attn_pairs)
+    kv = put(kv, "attn_score", kv_tokens_read * hkv * dh * bkv)
+    kv = put(kv, "attn_context", kv_tokens_read * hkv * dh * bkv)
+    flops = put(flops, "softmax", 5.0 * h * attn_pairs)
+    # O projection
+    flops = put(flops, "o_proj", 2.0 * T * q_width * d)
+    w = put(w, "o_proj", (q_width * d + bias * d) * bw)
+    a = put(a, "o_proj", T * (q_width + d) * ba)
+    # FFN
+    flops = put(flops, "ffn_up", 2.0 * nup * T * d * dff)
+    w = put(w, "ffn_up", (nup * d * dff + bias * nup * dff) * bw)
+    a = put(a, "ffn_up", T * (d + nup * dff) * ba)
+    flops = put(flops, "ffn_act", m.act_flops_per_elem * T * dff)
+    a = put(a, "ffn_act", m.n_ffn_matrices * T * dff * ba)
+    flops = put(flops, "ffn_down", 2.0 * T * dff * d)
+    w = put(w, "ffn_down", (dff * d + bias * d) * bw)
+    a = put(a, "ffn_down", T * (dff + d) * ba)
+    # residual adds (and the bias adds of the preceding matrices)
+    flops = put(flops, "residual_attn", T * d + bias * T * (qkv_width + d))
+    flops = put(flops, "residual_ffn", T * d + bias * T * (nup * dff + d))
+    a = put(a, "residual_attn", 3.0 * T * d * ba)
+    a = put(a, "residual_ffn", 3.0 * T * d * ba)
+    # tensor-parallel ring all-reduce, 2(t-1)/t of the layer output per device
+    ar = 2.0 * (t - 1.0) / t * T * d * ba
+    comm = zeros.at[K["allreduce_attn"]].set(ar).at[K["allreduce_ffn"]].set(ar)
+
+    nbytes = jnp.zeros((N_KERNELS, len(TENSORS)), f32)
+    nbytes = nbytes.at[:, WEIGHTS].set(w).at[:, ACTIVATIONS].set(a).at[:, KV].set(kv)
+    return KernelTable(flops=flops, bytes=nbytes, comm_bytes=comm, rows=tokens, unit=unit)
+
+
+def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_head=0.0) -> KernelTable:
+    """One decode iteration of one layer: `batch` sequences, one new token each, ΣL = `context_sum` cached
+    tokens attended (per layer). Decode attention is unfused: scores are written and read once each."""
+    batch = jnp.asarray(batch, jnp.float32)
+    context_sum = jnp.asarray(context_sum, jnp.float32)
+    reads = 1.0 + jnp.asarray(kv_reads_per_query_head, jnp.float32) * (m.kv_group - 1.0)
+    table = _table(m, batch, context_sum, context_sum * reads, tp, _UNIT_DECODE)
+    h = m.n_heads / jnp.asarray(tp, jnp.float32)
+    ba = m.bytes_per_activation
+    scores = h * context_sum * ba
+    q_bytes = batch * h * m.d_head * ba
+    act = table.bytes[:, ACTIVATIONS]
+    act = act.at[K["attn_score"]].set(q_bytes + scores).at[K["softmax"]].set(2.0 * scores)
+    act = act.at[K["attn_context"]].set(scores + q_bytes)
+    return dataclasses.replace(table, bytes=table.bytes.at[:, ACTIVATIONS].set(act))
+
+
+def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -> KernelTable:
+    """A prefill chunk of `chunk` tokens for each of `batch` sequences after `prefix` cached tokens."""
+    batch, chunk, prefix = (jnp.asarray(x, jnp.float32) for x in (batch, chunk, prefix))
+    pairs_per_seq = chunk * prefix + (chunk * (chunk + 1.0) / 2.0 if causal else chunk * chunk)
+    table = _table(m, batch * chunk, batch * pairs_per_seq, batch * (prefix + chunk), tp, _UNIT_PREFILL)
+    h = m.n_heads / jnp.asarray(tp, jnp.float32)
+    ba = m.bytes_per_activation
+    qo = batch * chunk * h * m.d_head * ba
+    act = table.bytes[:, ACTIVATIONS].at[K["attn_score"]].set(qo).at[K["attn_context"]].set(qo)
+    return dataclasses.replace(table, bytes=table.bytes.at[:, ACTIVATIONS].set(act))
+
+
+def lm_head(m: ModelSpec, tokens):
+    """FLOPs and weight/activation bytes of the final projection to the vocabulary (once per iteration)."""
+    tokens = jnp.asarray(tokens, jnp.float32)
+    flops = 2.0 * tokens * m.d_model * m.vocab_size
+    nbytes = jnp.zeros((len(TENSORS),), jnp.float32)
+    nbytes = nbytes.at[WEIGHTS].set(m.d_model * m.vocab_size * m.bytes_per_weight)
+    nbytes = nbytes.at[ACTIVATIONS].set(tokens * (m.d_model + m.vocab_size) * m.bytes_per_activation)
+    return flops, nbytes
+
+
+def sublayer_sums(table: KernelTable):
+    """FLOPs f[3] and bytes f[3, C] per H2M2 sublayer (attention, qkv, fc)."""
+    onehot = jnp.asarray(np.eye(3, dtype=np.float32)[SUBLAYER_OF])  # [K, 3]
+    return onehot.T @ table.flops, onehot.T @ table.bytes

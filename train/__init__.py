@@ -1,0 +1,1 @@
+"""Training (SB3 and JAX PPO), evaluation, reports and the `memgym` command line."""

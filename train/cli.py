@@ -1,0 +1,58 @@
+"""The `memgym` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _estimate(args) -> int:
+    from memgym.sim.estimate import estimate, format_table
+
+    result = estimate(args.model, args.hardware, args.batch, args.context, phase=args.phase,
+                      ideal=args.ideal, tp=args.tp, dtype=args.dtype)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memgym", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("estimate", help="per-kernel cost of one iteration of a model on a hardware preset")
+    e.add_argument("--model", default="gpt3-175b", help="model preset or YAML path (default gpt3-175b)")
+    e.add_argument("--hardware", default="a100-80gb", help="hardware preset or YAML path (default a100-80gb)")
+    e.add_argument("--batch", type=int, default=8)
+    e.add_argument("--context", type=int, default=2048, help="decode: context length; prefill: prompt length")
+    e.add_argument("--phase", choices=("decode", "prefill"), default="decode")
+    e.add_argument("--tp", type=int, default=1, help="tensor-parallel degree")
+    e.add_argument("--dtype", default=None, help="override the model's element type (fp16, int8, ...)")
+    e.add_argument("--ideal", action="store_true", help="pure roofline: efficiencies 1, no fixed overheads")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=_estimate)
+
+    from . import commands
+
+    commands.add_commands(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from memgym.sim.config import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError) as e:
+        print(f"memgym {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
