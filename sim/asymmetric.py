@@ -108,8 +108,12 @@ def iteration_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_to
         prev_share = hbm_share
     moved = migration_bytes(model, hw, kv_tokens, hbm_share, prev_share)
     migration_s = safe_div(moved, hw.link_bw_bytes_per_s * hw.eff_memory)
+    table = layer_table(model, hw, batch, context_sum)
+    bytes_sub = jnp.asarray(_ONEHOT).T @ table.bytes.sum(axis=1)  # per layer, per sublayer
     return {
         "iteration_time_s": layers_s + migration_s,
+        "hbm_bytes": model.n_layers * (bytes_sub * hbm_share).sum(),
+        "lpddr_bytes": model.n_layers * (bytes_sub * (1.0 - hbm_share)).sum(),
         "sublayer_time_s": model.n_layers * per_sublayer,
         "hbm_side_s": model.n_layers * t_hbm,
         "lpddr_side_s": model.n_layers * t_lpddr,

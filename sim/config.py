@@ -78,6 +78,11 @@ def load_raw(kind: str, name, _seen=()) -> tuple[dict, pathlib.Path]:
     if parent is not None:
         if parent in _seen:
             raise ConfigError(path, "extends", f"'{parent}' extends itself through {list(_seen)}")
+        try:
+            preset_path(kind, parent)
+        except ConfigError:  # name the file that holds the bad `extends`, not the preset folder
+            raise ConfigError(path, "extends", f"unknown {kind} preset or file {parent!r}; valid: "
+                                               f"{', '.join(presets(kind))} or a path to a .yaml file") from None
         base, _ = load_raw(kind, parent, _seen + (parent,))
         base.pop("name", None)
         data = _deep_merge(base, data)
@@ -184,7 +189,7 @@ def load_hardware(name, ideal: bool = False) -> HardwareSpec:
     cap, bw, lat, energy, cost = (np.zeros(M) for _ in range(5))
     for t, spec in tiers.items():
         where = f"tiers.{t}."
-        _get({"x": spec}, "x", path, where=f"tiers.{t}", kind=dict)
+        _get({t: spec}, t, path, where="tiers.", kind=dict)
         _check_keys(spec, TIER_KEYS, path, where)
         i = TIERS.index(t)
         cap[i] = _get(spec, "capacity_gb", path, where) * GB
@@ -195,7 +200,7 @@ def load_hardware(name, ideal: bool = False) -> HardwareSpec:
     links = d.get("links", {}) or {}
     link_bw = {}
     for ln, spec in links.items():
-        _get({"x": spec}, "x", path, where=f"links.{ln}", kind=dict)
+        _get({ln: spec}, ln, path, where="links.", kind=dict)
         link_bw[ln] = _get(spec, "bw_gbps", path, f"links.{ln}.") * GB
     sites = _get(d, "sites", path, kind=dict)
     peak = np.zeros((S, U))
@@ -204,6 +209,7 @@ def load_hardware(name, ideal: bool = False) -> HardwareSpec:
         if s not in SITES:
             raise ConfigError(path, f"sites.{s}", f"unknown site; valid: {', '.join(SITES)}")
         where = f"sites.{s}."
+        _get({s: spec}, s, path, where="sites.", kind=dict)
         _check_keys(spec, SITE_KEYS, path, where)
         j = SITES.index(s)
         pk = _get(spec, "peak_tflops", path, where, kind=dict)

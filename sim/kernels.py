@@ -67,9 +67,14 @@ jax.tree_util.register_dataclass(KernelTable, data_fields=["flops", "bytes", "co
                                  meta_fields=["unit"])
 
 
+def _dtype(m: ModelSpec):
+    """The spec's float type: float32 in the hot path, float64 when a test builds the spec in x64."""
+    return jnp.result_type(m.d_model, jnp.float32)
+
+
 def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit):
     """Assemble the table. tokens T; attn_pairs Σ(query × key) pairs; kv_tokens_read K/V rows read."""
-    f32 = jnp.float32
+    f32 = _dtype(m)
     tokens, attn_pairs, kv_tokens_read = (jnp.asarray(x, f32) for x in (tokens, attn_pairs, kv_tokens_read))
     t = jnp.asarray(tp, f32)
     d, dh = m.d_model, m.d_head
@@ -142,11 +147,12 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit):
 def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_head=0.0) -> KernelTable:
     """One decode iteration of one layer: `batch` sequences, one new token each, ΣL = `context_sum` cached
     tokens attended (per layer). Decode attention is unfused: scores are written and read once each."""
-    batch = jnp.asarray(batch, jnp.float32)
-    context_sum = jnp.asarray(context_sum, jnp.float32)
-    reads = 1.0 + jnp.asarray(kv_reads_per_query_head, jnp.float32) * (m.kv_group - 1.0)
+    f = _dtype(m)
+    batch = jnp.asarray(batch, f)
+    context_sum = jnp.asarray(context_sum, f)
+    reads = 1.0 + jnp.asarray(kv_reads_per_query_head, f) * (m.kv_group - 1.0)
     table = _table(m, batch, context_sum, context_sum * reads, tp, _UNIT_DECODE)
-    h = m.n_heads / jnp.asarray(tp, jnp.float32)
+    h = m.n_heads / jnp.asarray(tp, f)
     ba = m.bytes_per_activation
     scores = h * context_sum * ba
     q_bytes = batch * h * m.d_head * ba
@@ -158,10 +164,11 @@ def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_he
 
 def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -> KernelTable:
     """A prefill chunk of `chunk` tokens for each of `batch` sequences after `prefix` cached tokens."""
-    batch, chunk, prefix = (jnp.asarray(x, jnp.float32) for x in (batch, chunk, prefix))
+    f = _dtype(m)
+    batch, chunk, prefix = (jnp.asarray(x, f) for x in (batch, chunk, prefix))
     pairs_per_seq = chunk * prefix + (chunk * (chunk + 1.0) / 2.0 if causal else chunk * chunk)
     table = _table(m, batch * chunk, batch * pairs_per_seq, batch * (prefix + chunk), tp, _UNIT_PREFILL)
-    h = m.n_heads / jnp.asarray(tp, jnp.float32)
+    h = m.n_heads / jnp.asarray(tp, f)
     ba = m.bytes_per_activation
     qo = batch * chunk * h * m.d_head * ba
     act = table.bytes[:, ACTIVATIONS].at[K["attn_score"]].set(qo).at[K["attn_context"]].set(qo)
@@ -170,9 +177,9 @@ def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -
 
 def lm_head(m: ModelSpec, tokens):
     """FLOPs and weight/activation bytes of the final projection to the vocabulary (once per iteration)."""
-    tokens = jnp.asarray(tokens, jnp.float32)
+    tokens = jnp.asarray(tokens, _dtype(m))
     flops = 2.0 * tokens * m.d_model * m.vocab_size
-    nbytes = jnp.zeros((len(TENSORS),), jnp.float32)
+    nbytes = jnp.zeros((len(TENSORS),), _dtype(m))
     nbytes = nbytes.at[WEIGHTS].set(m.d_model * m.vocab_size * m.bytes_per_weight)
     nbytes = nbytes.at[ACTIVATIONS].set(tokens * (m.d_model + m.vocab_size) * m.bytes_per_activation)
     return flops, nbytes

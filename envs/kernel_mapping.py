@@ -1,0 +1,265 @@
+"""KernelMapping-v0: map each decoder sublayer across H2M2's HBM and LPDDR sides as the KV cache grows.
+
+MDP card
+--------
+System      H2M2 (arXiv 2504.14893): HBM3 96 GB / 3 TB/s and LPDDR5X 512 GB / 544 GB/s, each with an identical
+            INT8 accelerator, joined by a 960 GB/s link (`configs/hardware/h2m2-hbm3-lpddr5x.yaml`; the
+            baseline is `h2m2-lpddr-only.yaml`). Cost model: `memgym.sim.asymmetric`.
+State       per-slot context lengths f[B] (B = batch = request slots), the current mapping f[3], step count.
+Episode     `max_steps` steps of `iterations_per_step` decode iterations each. Contexts start uniform in
+            [context_start_min, context_start_max] and grow by one token per iteration. `workload="dynamic"`
+            finishes each request early with probability `finish_prob` per iteration (or at `context_max`) and
+            replaces it with a new one (H2M2's 128-iteration experiment).
+Action      MultiDiscrete([bins] * 3): the HBM share of (attention, qkv, fc), bin i → share i / (bins − 1).
+            Attention and qkv are split by head, fc by column.
+Mask        per sublayer, bins whose share alone would overflow HBM (or whose remainder would overflow LPDDR)
+            at the coming step's footprint. Joint overflows cannot be masked per dimension; they are
+            projected: HBM overflow lowers fc, then qkv, then attention, one bin at a time (H2M2's eviction
+            order); LPDDR overflow raises attention, then qkv, then fc. `info["projected"]` flags it.
+Reward      t_LPDDR-only / t_policy for the step's iterations, migration of pages whose side changed included,
+            so an episode's mean reward is the speedup over the LPDDR-only system (the paper's metric).
+Observation f32[20]: footprint of each sublayer / HBM capacity (3); free HBM and LPDDR fractions (2); mean,
+            max, min context / context_max (3); HBM capacity / total footprint (1); the current mapping (3);
+            per-side time of each sublayer under the current mapping / the baseline's time (6); step / max
+            steps (1); KV growth per step / HBM capacity (1).
+Termination static workload: `terminated` when the run's last iteration is done; dynamic workload: the run
+            has no natural end, so the episode is `truncated` at max_steps.
+Parameters  model (INT8), batch, hardware (vmappable: e.g. HBM capacity 48–192 GB), workload; presets in
+            `configs/`, sources in their YAML.
+Heuristic   `memgym.policies.kernel_mapping.h2m2`: H2M2's greedy attention → qkv → fc min-max mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from memgym.sim import asymmetric, config, workload
+from memgym.sim.specs import HBM, LPDDR, HardwareSpec, ModelSpec, kv_bytes_per_token, replace
+
+from .core import JaxEnv, Observation, pytree_dataclass
+
+PAPER_BATCH = {"gpt3-175b": 32, "chinchilla-70b": 64, "llama2-70b": 128}
+PAPER_CONTEXTS = {"gpt3-175b": (256, 512, 1024, 2048), "chinchilla-70b": (512, 1024, 2048, 4096),
+                  "llama2-70b": (1024, 2048, 4096, 8192)}
+SUBLAYER_NAMES = ("attention", "qkv", "fc")
+
+
+@pytree_dataclass(static=("bins", "n_slots", "max_steps", "dynamic"))
+class KernelMappingParams:
+    model: ModelSpec
+    hw: HardwareSpec
+    baseline_hw: HardwareSpec
+    context_start_min: jax.Array
+    context_start_max: jax.Array
+    context_max: jax.Array
+    finish_prob: jax.Array  # per iteration (dynamic workload only)
+    iterations_per_step: jax.Array
+    bins: int = 16
+    n_slots: int = 32
+    max_steps: int = 96
+    dynamic: bool = False
+
+
+@pytree_dataclass
+class KernelMappingState:
+    contexts: jax.Array  # f[B]
+    mapping: jax.Array  # f[3] HBM shares in use
+    step: jax.Array  # i32
+
+
+def shares_of(action, bins):
+    return jnp.asarray(action, jnp.float32) / (bins - 1)
+
+
+class KernelMapping(JaxEnv):
+    id = "KernelMapping-v0"
+    metric_names = ("iteration_time_s", "baseline_time_s", "speedup", "tokens_per_s", "migration_bytes",
+                    "hbm_used_frac", "lpddr_used_frac", "energy_j", "hbm_share_attention", "hbm_share_qkv",
+                    "hbm_share_fc", "projected")
+
+    def default_params(self, model: str = "gpt3-175b", hardware: str = "h2m2-hbm3-lpddr5x",
+                       baseline: str = "h2m2-lpddr-only", batch: int | None = None, bins: int = 16,
+                       workload: str = "static", max_steps: int | None = None,
+                       iterations_per_step: int | None = None, context_start: tuple | None = None,
+                       context_max: int | None = None, finish_prob: float = 0.02,
+                       hbm_capacity_gb: float | None = None, dtype: str = "int8") -> KernelMappingParams:
+        """Parameters for one scenario. Defaults follow the paper: INT8, the paper's batch for the model,
+        contexts from the start of the paper's sweep growing to its end (static), or H2M2's dynamic run."""
+        if workload not in ("static", "dynamic"):
+            raise ValueError(f"workload must be 'static' or 'dynamic', got {workload!r}")
+        if not isinstance(bins, int) or bins < 2:
+            raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+        m = config.load_model(model, dtype=dtype)
+        hw = config.load_hardware(hardware)
+        base = config.load_hardware(baseline)
+        if hbm_capacity_gb is not None:
+            if hbm_capacity_gb <= 0:
+                raise ValueError(f"hbm_capacity_gb must be > 0, got {hbm_capacity_gb}")
+            hw = replace(hw, tier_capacity_bytes=hw.tier_capacity_bytes.at[HBM].set(hbm_capacity_gb * 1e9))
+        sweep = PAPER_CONTEXTS.get(model, (256, 512, 1024, 2048))
+        dynamic = workload == "dynamic"
+        if dynamic:
+            start = context_start or (sweep[0], sweep[-1] // 2)
+            steps = max_steps or 128
+            per_step = iterations_per_step or 1
+            cmax = context_max or sweep[-1]
+        else:
+            start = context_start or (sweep[0], sweep[0])
+            steps = max_steps or 96
+            cmax = context_max or sweep[-1]
+            per_step = iterations_per_step or max(1, int(round((cmax - start[1]) / steps)))
+        if not (0 < start[0] <= start[1] <= cmax):
+            raise ValueError(f"context_start {start} must satisfy 0 < min <= max <= context_max={cmax}")
+        b = batch or PAPER_BATCH.get(model, 32)
+        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        params = KernelMappingParams(
+            model=m, hw=hw, baseline_hw=base, context_start_min=f(start[0]), context_start_max=f(start[1]),
+            context_max=f(cmax), finish_prob=f(finish_prob if dynamic else 0.0), iterations_per_step=f(per_step),
+            bins=bins, n_slots=int(b), max_steps=int(steps), dynamic=dynamic)
+        need = float(asymmetric.footprints(m, hw, b * cmax).sum())
+        cap = float(hw.tier_capacity_bytes[HBM] + hw.tier_capacity_bytes[LPDDR])
+        if need > cap:
+            raise ValueError(f"model '{model}' at batch {b} and context {cmax} needs {need / 1e9:.0f} GB, more "
+                             f"than the {cap / 1e9:.0f} GB of HBM + LPDDR; lower batch or context_max")
+        return params
+
+    def action_nvec(self, params):
+        return (params.bins,) * 3
+
+    def observation_size(self, params):
+        return 20
+
+    def feature_names(self, params):
+        return ("footprint_attention", "footprint_qkv", "footprint_fc", "hbm_free", "lpddr_free", "context_mean",
+                "context_max", "context_min", "hbm_over_footprint", "share_attention", "share_qkv", "share_fc",
+                "t_hbm_attention", "t_hbm_qkv", "t_hbm_fc", "t_lpddr_attention", "t_lpddr_qkv", "t_lpddr_fc",
+                "step_frac", "kv_growth")
+
+    # -- dynamics -------------------------------------------------------------------------------------
+    def reset_env(self, key, params):
+        ctx = workload.start_contexts(key, params.n_slots, params.context_start_min, params.context_start_max)
+        state = KernelMappingState(contexts=ctx, mapping=jnp.zeros(3, jnp.float32), step=jnp.int32(0))
+        return self.observe(state, params), state
+
+    def kv_tokens_next(self, state, params):
+        """KV tokens allocated by the end of the coming step (what a mapping must hold)."""
+        return (state.contexts + params.iterations_per_step).sum()
+
+    def bin_tables(self, state, params):
+        """Per-layer-sum times of each sublayer on each side for every share bin at the coming step's
+        contexts: (t_hbm f[bins, 3], t_lpddr f[bins, 3]). Used by the heuristics and the oracle."""
+        grid = jnp.linspace(0.0, 1.0, params.bins)
+        ctx_sum = (state.contexts + (params.iterations_per_step - 1.0) / 2.0).sum()
+
+        def one(s):
+            th, tl = asymmetric.side_times(params.model, params.hw, params.n_slots, ctx_sum, jnp.full(3, s))
+            return th, tl
+
+        th, tl = jax.vmap(one)(grid)
+        return params.model.n_layers * th, params.model.n_layers * tl
+
+    def fits_bins(self, bins_idx, state, params):
+        """Whether integer mappings i[..., 3] fit both sides at the coming step's footprint."""
+        share = shares_of(bins_idx, params.bins)
+        return asymmetric.fits(params.model, params.hw, self.kv_tokens_next(state, params), share)
+
+    def action_mask(self, state, params):
+        kv = self.kv_tokens_next(state, params)
+        foot = asymmetric.footprints(params.model, params.hw, kv)  # f[3]
+        grid = jnp.linspace(0.0, 1.0, params.bins)
+        page = params.hw.page_bytes
+        layers = params.model.n_layers
+        per_layer = foot[None, :] / layers * grid[:, None]
+        hbm = layers * jnp.ceil(per_layer / page - 1e-6) * page
+        lp = layers * jnp.ceil((foot[None, :] / layers - per_layer) / page - 1e-6) * page
+        ok = (hbm <= params.hw.tier_capacity_bytes[HBM]) & (lp <= params.hw.tier_capacity_bytes[LPDDR])
+        ok = ok | ~ok.any(axis=0, keepdims=True)  # never an empty dimension
+        return ok.T.reshape(-1)  # [3 * bins], attention bins first
+
+    def project(self, action, state, params):
+        """The nearest feasible mapping along the documented path; returns (action, projected)."""
+        n = params.bins
+        a = jnp.clip(jnp.asarray(action, jnp.int32), 0, n - 1)
+        k = jnp.arange(n, dtype=jnp.int32)
+        zero = jnp.zeros_like(k)
+        full = jnp.full_like(k, n - 1)
+        down = jnp.concatenate([
+            jnp.stack([a[0] + zero, a[1] + zero, jnp.maximum(a[2] - k, 0)], -1),
+            jnp.stack([a[0] + zero, jnp.maximum(a[1] - k, 0), zero], -1),
+            jnp.stack([jnp.maximum(a[0] - k, 0), zero, zero], -1)])
+        up = jnp.concatenate([
+            jnp.stack([jnp.minimum(a[0] + k, n - 1), a[1] + zero, a[2] + zero], -1),
+            jnp.stack([full, jnp.minimum(a[1] + k, n - 1), a[2] + zero], -1),
+            jnp.stack([full, full, jnp.minimum(a[2] + k, n - 1)], -1)])
+        path = jnp.concatenate([down, up])
+        ok = self.fits_bins(path, state, params)
+        idx = jnp.where(ok.any(), jnp.argmax(ok), 0)
+        return path[idx], idx > 0
+
+    def step_env(self, key, state, action, params):
+        action, projected = self.project(action, state, params)
+        share = shares_of(action, params.bins)
+        n_it = params.iterations_per_step
+        ctx_mid = (state.contexts + (n_it - 1.0) / 2.0).sum()
+        kv_tokens = self.kv_tokens_next(state, params)
+        prev = jnp.where(state.step == 0, share, state.mapping)
+        res = asymmetric.iteration_time(params.model, params.hw, params.n_slots, ctx_mid, kv_tokens, share, prev)
+        it_s = res["iteration_time_s"] - res["migration_s"]
+        step_s = n_it * it_s + res["migration_s"]
+        base_s = n_it * asymmetric.homogeneous_time(params.model, params.baseline_hw, params.n_slots, ctx_mid)
+        reward = base_s / step_s
+        hbm_used = asymmetric.hbm_bytes_used(params.model, params.hw, kv_tokens, share)
+        lp_used = asymmetric.lpddr_bytes_used(params.model, params.hw, kv_tokens, share)
+        e = params.hw.tier_energy_j_per_byte
+        metrics = {
+            "iteration_time_s": step_s / n_it,
+            "baseline_time_s": base_s / n_it,
+            "speedup": reward,
+            "tokens_per_s": params.n_slots * n_it / step_s,
+            "migration_bytes": res["migration_bytes"],
+            "hbm_used_frac": hbm_used / params.hw.tier_capacity_bytes[HBM],
+            "lpddr_used_frac": lp_used / params.hw.tier_capacity_bytes[LPDDR],
+            "energy_j": res["hbm_bytes"] * e[HBM] + res["lpddr_bytes"] * e[LPDDR],
+            "hbm_share_attention": share[0],
+            "hbm_share_qkv": share[1],
+            "hbm_share_fc": share[2],
+            "projected": projected.astype(jnp.float32),
+        }
+        ctx, _ = workload.advance(key, state.contexts, n_it, params.finish_prob, params.context_start_min,
+                                  params.context_start_max, params.context_max)
+        new_state = KernelMappingState(contexts=ctx, mapping=share, step=state.step + 1)
+        done = new_state.step >= params.max_steps
+        terminated = done & (not params.dynamic)
+        truncated = done & params.dynamic
+        info = {"metrics": metrics, "projected": projected}
+        return self.observe(new_state, params), new_state, reward, terminated, truncated, info
+
+    def observe(self, state, params):
+        m, hw = params.model, params.hw
+        kv = self.kv_tokens_next(state, params)
+        foot = asymmetric.footprints(m, hw, kv)
+        cap_h, cap_l = hw.tier_capacity_bytes[HBM], hw.tier_capacity_bytes[LPDDR]
+        share = state.mapping
+        ctx_mid = (state.contexts + (params.iterations_per_step - 1.0) / 2.0).sum()
+        th, tl = asymmetric.side_times(m, hw, params.n_slots, ctx_mid, share)
+        base = asymmetric.homogeneous_time(m, params.baseline_hw, params.n_slots, ctx_mid)
+        norm = base / m.n_layers
+        cmax = params.context_max
+        growth = params.n_slots * params.iterations_per_step * kv_bytes_per_token(m)
+        feats = jnp.concatenate([
+            jnp.minimum(foot / cap_h, 10.0),
+            jnp.stack([1.0 - asymmetric.hbm_bytes_used(m, hw, kv, share) / cap_h,
+                       1.0 - asymmetric.lpddr_bytes_used(m, hw, kv, share) / cap_l]),
+            jnp.stack([state.contexts.mean(), state.contexts.max(), state.contexts.min()]) / cmax,
+            jnp.minimum(cap_h / foot.sum(), 10.0)[None],
+            share,
+            th / norm,
+            tl / norm,
+            (state.step / params.max_steps)[None].astype(jnp.float32),
+            (growth / cap_h)[None],
+        ]).astype(jnp.float32)
+        return Observation(features=feats, action_mask=self.action_mask(state, params))
