@@ -69,6 +69,7 @@ class KernelMappingState:
     contexts: jax.Array  # f[B]
     mapping: jax.Array  # f[3] HBM shares in use
     step: jax.Array  # i32
+    last_kv_tokens: jax.Array  # KV tokens the current mapping was chosen for (the footprint tracker's memory)
 
 
 def shares_of(action, bins):
@@ -142,7 +143,8 @@ class KernelMapping(JaxEnv):
     # -- dynamics -------------------------------------------------------------------------------------
     def reset_env(self, key, params):
         ctx = workload.start_contexts(key, params.n_slots, params.context_start_min, params.context_start_max)
-        state = KernelMappingState(contexts=ctx, mapping=jnp.zeros(3, jnp.float32), step=jnp.int32(0))
+        state = KernelMappingState(contexts=ctx, mapping=jnp.zeros(3, jnp.float32), step=jnp.int32(0),
+                                   last_kv_tokens=jnp.float32(0.0))
         return self.observe(state, params), state
 
     def kv_tokens_next(self, state, params):
@@ -231,7 +233,7 @@ class KernelMapping(JaxEnv):
         }
         ctx, _ = workload.advance(key, state.contexts, n_it, params.finish_prob, params.context_start_min,
                                   params.context_start_max, params.context_max)
-        new_state = KernelMappingState(contexts=ctx, mapping=share, step=state.step + 1)
+        new_state = KernelMappingState(contexts=ctx, mapping=share, step=state.step + 1, last_kv_tokens=kv_tokens)
         done = new_state.step >= params.max_steps
         terminated = done & (not params.dynamic)
         truncated = done & params.dynamic

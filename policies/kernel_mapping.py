@@ -3,7 +3,8 @@
 - `h2m2`: H2M2's runtime algorithm (paper Alg. 1 as described): sublayers in priority order attention → qkv →
   fc; each takes the split that minimises the slower of its two sides among the splits that fit the HBM and
   LPDDR capacity still free; re-run every step (the footprint tracker fires every iteration as the KV grows);
-  weights once evicted from HBM are never brought back (qkv and fc shares never rise within an episode).
+  while the footprint grows, weights once evicted from HBM are never brought back (qkv and fc shares never
+  rise); when it shrinks (requests finished) the greedy maps afresh.
   The paper's per-sublayer time model ("ideal time × a per-sublayer hyper-parameter for arithmetic
   intensity") is taken to be exact: the hyper-parameter is the simulator's own roofline ratio, so the greedy
   loses to the oracle only through its order and its myopia, not through a wrong time model.
@@ -68,7 +69,7 @@ def h2m2(key, obs, state, params):
     cost, hb, lb, _ = _costs(state, params)
     rem_h, rem_l = _caps(params)
     prev = _prev_bins(state, params)
-    first = state.step == 0
+    free = (state.step == 0) | (_ENV.kv_tokens_next(state, params) < state.last_kv_tokens)
     idx = []
     for s in (ATTENTION, QKV, FC):
         later = [x for x in (ATTENTION, QKV, FC) if x > s]
@@ -76,7 +77,7 @@ def h2m2(key, obs, state, params):
         ok = (hb[:, s] <= rem_h) & (lb[:, s] + later_l <= rem_l)
         i = jnp.argmin(jnp.where(ok, cost[:, s], jnp.inf))
         if s != ATTENTION:  # evicted weights never come back
-            i = jnp.where(first, i, jnp.minimum(i, prev[s]))
+            i = jnp.where(free, i, jnp.minimum(i, prev[s]))
         rem_h = rem_h - hb[i, s]
         rem_l = rem_l - lb[i, s]
         idx.append(i)

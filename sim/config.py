@@ -197,7 +197,7 @@ def load_hardware(name, ideal: bool = False) -> HardwareSpec:
         lat[i] = _get(spec, "latency_ns", path, where, allow_zero=True, default=0.0) * 1e-9
         energy[i] = _get(spec, "energy_pj_per_bit", path, where, allow_zero=True, default=0.0) * 8e-12
         cost[i] = _get(spec, "cost_usd_per_gb", path, where, allow_zero=True, default=0.0) / GB
-    links = d.get("links", {}) or {}
+    links = _get(d, "links", path, kind=dict, default={}) or {}
     link_bw = {}
     for ln, spec in links.items():
         _get({ln: spec}, ln, path, where="links.", kind=dict)
@@ -246,10 +246,10 @@ def load_hardware(name, ideal: bool = False) -> HardwareSpec:
     kv_reads = _get(cal, "kv_reads_per_query_head", path, "calibration.", allow_zero=True, default=0.0)
     if kv_reads > 1:
         raise ConfigError(path, "calibration.kv_reads_per_query_head", f"must be in [0, 1], got {kv_reads}")
-    ic = d.get("interconnect", {}) or {}
+    ic = _get(d, "interconnect", path, kind=dict, default={}) or {}
     ic_bw = _get(ic, "bw_gbps", path, "interconnect.", default=1.0) * GB
     ic_lat = _get(ic, "latency_us", path, "interconnect.", allow_zero=True, default=0.0) * 1e-6
-    pg = d.get("paging", {}) or {}
+    pg = _get(d, "paging", path, kind=dict, default={}) or {}
     page = _get(pg, "page_mb", path, "paging.", default=2.0) * 2**20
     tlb_miss = _get(pg, "tlb_miss_ns", path, "paging.", allow_zero=True, default=0.0) * 1e-9
     walkers = _get(pg, "tlb_walkers", path, "paging.", default=1.0)

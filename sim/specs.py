@@ -95,7 +95,7 @@ class HardwareSpec:
 
 
 def ideal(hw: HardwareSpec) -> HardwareSpec:
-    """Pure roofline: efficiencies 1, no fixed overheads, perfect compute/memory overlap."""
+    """Pure roofline: efficiencies 1, no fixed overheads or latencies, perfect compute/memory overlap."""
     return dataclasses.replace(
         hw,
         eff_compute=jnp.ones_like(hw.eff_compute),
@@ -104,6 +104,7 @@ def ideal(hw: HardwareSpec) -> HardwareSpec:
         overlap=jnp.ones_like(hw.overlap),
         matrix_fill_rows=jnp.zeros_like(hw.matrix_fill_rows),
         tlb_miss_s=jnp.zeros_like(hw.tlb_miss_s),
+        tier_latency_s=jnp.zeros_like(hw.tier_latency_s),
         interconnect_latency_s=jnp.zeros_like(hw.interconnect_latency_s),
     )
 

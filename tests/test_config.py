@@ -1,7 +1,6 @@
 """Presets load; bad configs fail with a ConfigError that names the file, the key and what is valid; the
 `memgym estimate` command line."""
 
-import copy
 import json
 
 import jax

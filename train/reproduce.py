@@ -10,6 +10,7 @@ from memgym.envs.core import rollout
 from memgym.envs.kernel_mapping import PAPER_BATCH, PAPER_CONTEXTS, KernelMapping
 from memgym.policies import kernel_mapping as km
 from memgym.sim import asymmetric
+from memgym.sim.specs import stack
 
 # reference/papers.md §1.8 (1.46/1.55/2.94 verified; the rest secondary S1+S2)
 H2M2_PAPER = {
@@ -22,22 +23,28 @@ H2M2_PAPER = {
 SWEEP_POLICIES = ("h2m2", "oracle", "a_major", "q_major", "f_major", "flexgen_static", "whole_sublayer")
 
 
-def _point_speedups(model: str, batch: int, context: int, bins: int) -> dict:
-    """Speedup over LPDDR-only of each policy's mapping for one decode iteration at (batch, context)."""
+def _sweep_speedups(model: str, batch: int, contexts, bins: int) -> list[dict]:
+    """Speedup over LPDDR-only of each policy's mapping for one decode iteration at (batch, context), for
+    every context of the sweep at once (one compiled, vmapped program per model)."""
     env = KernelMapping()
-    params = env.default_params(model=model, batch=batch, bins=bins, context_start=(context, context),
-                                context_max=context, iterations_per_step=1, max_steps=1)
-    obs, state = env.reset(jax.random.PRNGKey(0), params)
-    out = {}
-    for name in SWEEP_POLICIES:
-        action = jax.jit(km.POLICIES[name])(jax.random.PRNGKey(0), obs, state, params)
-        _, _, reward, _, _, info = env.step(jax.random.PRNGKey(1), state, action, params)
-        out[name] = float(reward)
-    m, hw = params.model, params.hw
-    ctx = batch * context
-    t_base = asymmetric.homogeneous_time(m, params.baseline_hw, batch, ctx)
-    out["hierarchical"] = float(t_base / asymmetric.hierarchical_time(m, hw, batch, ctx, ctx + batch))
-    return out
+    stacked = stack([env.default_params(model=model, batch=batch, bins=bins, context_start=(s, s),
+                                        context_max=s, iterations_per_step=1, max_steps=1) for s in contexts])
+
+    def point(params):
+        obs, state = env.reset(jax.random.PRNGKey(0), params)
+        out = {}
+        for name in SWEEP_POLICIES:
+            action = km.POLICIES[name](jax.random.PRNGKey(0), obs, state, params)
+            out[name] = env.step(jax.random.PRNGKey(1), state, action, params)[2]
+        m, hw = params.model, params.hw
+        ctx = state.contexts.sum()
+        t_base = asymmetric.homogeneous_time(m, params.baseline_hw, params.n_slots, ctx)
+        out["hierarchical"] = t_base / asymmetric.hierarchical_time(m, hw, params.n_slots, ctx,
+                                                                    ctx + params.n_slots)
+        return out
+
+    res = jax.device_get(jax.jit(jax.vmap(point))(stacked))
+    return [{k: float(v[i]) for k, v in res.items()} for i in range(len(contexts))]
 
 
 def h2m2_sweeps(bins: int | None = None) -> dict:
@@ -45,14 +52,12 @@ def h2m2_sweeps(bins: int | None = None) -> dict:
     head granularity)."""
     result = {}
     for model, contexts in PAPER_CONTEXTS.items():
-        points = []
-        for s in contexts:
-            n_bins = bins or _heads(model) + 1
-            points.append(_point_speedups(model, PAPER_BATCH[model], s, n_bins))
+        points = _sweep_speedups(model, PAPER_BATCH[model], contexts, bins or _heads(model) + 1)
         row = {f"speedup_{k}": float(np.mean([p[k] for p in points])) for k in points[0]}
         row["per_context"] = {int(s): {k: round(v, 4) for k, v in p.items()} for s, p in zip(contexts, points)}
         row["contexts"] = list(contexts)
         row["batch"] = PAPER_BATCH[model]
+        row["bins"] = bins or _heads(model) + 1
         row["paper_h2m2"] = H2M2_PAPER[model]["h2m2"]
         row["paper"] = H2M2_PAPER[model]
         row["h2m2_over_oracle"] = row["speedup_h2m2"] / row["speedup_oracle"]
