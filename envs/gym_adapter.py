@@ -23,7 +23,6 @@ scenarios without recompiling (unless a static field such as `max_steps` changes
 from __future__ import annotations
 
 import functools
-import time
 
 import gymnasium
 import jax
@@ -288,9 +287,10 @@ class MemgymVectorEnv(gymnasium.vector.VectorEnv):
         running = ~done
         self._mask = rows[:, lay.mask] > 0.5
         metrics, projected = rows[:, lay.metrics], rows[:, lay.projected] > 0.5
-        info = {"action_mask": self._mask.copy(), "_action_mask": np.ones(self.num_envs, bool),
-                "metrics": _masked_metrics(names, metrics, running), "_metrics": running,
-                "projected": projected & running, "_projected": running.copy()}
+        info = {"action_mask": self._mask.copy(), "_action_mask": np.ones(self.num_envs, bool)}
+        if running.any():  # a finished sub-environment's step info moves to final_info
+            info.update(metrics=_masked_metrics(names, metrics, running), _metrics=running,
+                        projected=projected & running, _projected=running.copy())
         if done.any():
             final_obs = np.full(self.num_envs, None, dtype=object)
             for i in np.flatnonzero(done):
