@@ -152,55 +152,72 @@ class KernelMapping(JaxEnv):
         return (state.contexts + params.iterations_per_step).sum()
 
     def bin_tables(self, state, params):
-        """Per-layer-sum times of each sublayer on each side for every share bin at the coming step's
+        """All-layer times of each sublayer on each side for every share bin at the coming step's
         contexts: (t_hbm f[bins, 3], t_lpddr f[bins, 3]). Used by the heuristics and the oracle."""
-        grid = jnp.linspace(0.0, 1.0, params.bins)
+        grid = jnp.linspace(0.0, 1.0, params.bins)[:, None]
         ctx_sum = (state.contexts + (params.iterations_per_step - 1.0) / 2.0).sum()
-
-        def one(s):
-            th, tl = asymmetric.side_times(params.model, params.hw, params.n_slots, ctx_sum, jnp.full(3, s))
-            return th, tl
-
-        th, tl = jax.vmap(one)(grid)
+        th, tl = asymmetric.side_times(params.model, params.hw, params.n_slots, ctx_sum, grid)
         return params.model.n_layers * th, params.model.n_layers * tl
 
-    def fits_bins(self, bins_idx, state, params):
-        """Whether integer mappings i[..., 3] fit both sides at the coming step's footprint."""
-        share = shares_of(bins_idx, params.bins)
-        return asymmetric.fits(params.model, params.hw, self.kv_tokens_next(state, params), share)
-
-    def action_mask(self, state, params):
-        kv = self.kv_tokens_next(state, params)
-        foot = asymmetric.footprints(params.model, params.hw, kv)  # f[3]
+    def bin_bytes(self, state, params):
+        """HBM and LPDDR bytes f[bins, 3] of each sublayer at each share bin (whole pages per layer), at the
+        coming step's footprint."""
+        foot = asymmetric.footprints(params.model, params.hw, self.kv_tokens_next(state, params))
         grid = jnp.linspace(0.0, 1.0, params.bins)
-        page = params.hw.page_bytes
-        layers = params.model.n_layers
+        layers, page = params.model.n_layers, params.hw.page_bytes
         per_layer = foot[None, :] / layers * grid[:, None]
         hbm = layers * jnp.ceil(per_layer / page - 1e-6) * page
         lp = layers * jnp.ceil((foot[None, :] / layers - per_layer) / page - 1e-6) * page
+        return hbm, lp
+
+    def fits_bins(self, bins_idx, state, params):
+        """Whether integer mappings i[..., 3] fit both sides at the coming step's footprint."""
+        hb, lb = self.bin_bytes(state, params)
+        cols = jnp.arange(3)
+        hbm = hb[bins_idx, cols].sum(axis=-1)
+        lp = lb[bins_idx, cols].sum(axis=-1)
+        return (hbm <= params.hw.tier_capacity_bytes[HBM]) & (lp <= params.hw.tier_capacity_bytes[LPDDR])
+
+    def action_mask(self, state, params):
+        hbm, lp = self.bin_bytes(state, params)
         ok = (hbm <= params.hw.tier_capacity_bytes[HBM]) & (lp <= params.hw.tier_capacity_bytes[LPDDR])
         ok = ok | ~ok.any(axis=0, keepdims=True)  # never an empty dimension
         return ok.T.reshape(-1)  # [3 * bins], attention bins first
 
     def project(self, action, state, params):
-        """The nearest feasible mapping along the documented path; returns (action, projected)."""
+        """The nearest feasible mapping along the documented path; returns (action, projected).
+
+        Path: lower fc one bin at a time, then qkv (fc at 0), then attention (both at 0); if no mapping on
+        that path fits (LPDDR overflows), raise attention, then qkv, then fc. Each segment is searched as a
+        vector over bins: the first feasible bin in path order is the largest (lowering) or smallest
+        (raising) feasible one."""
         n = params.bins
         a = jnp.clip(jnp.asarray(action, jnp.int32), 0, n - 1)
-        k = jnp.arange(n, dtype=jnp.int32)
-        zero = jnp.zeros_like(k)
-        full = jnp.full_like(k, n - 1)
-        down = jnp.concatenate([
-            jnp.stack([a[0] + zero, a[1] + zero, jnp.maximum(a[2] - k, 0)], -1),
-            jnp.stack([a[0] + zero, jnp.maximum(a[1] - k, 0), zero], -1),
-            jnp.stack([jnp.maximum(a[0] - k, 0), zero, zero], -1)])
-        up = jnp.concatenate([
-            jnp.stack([jnp.minimum(a[0] + k, n - 1), a[1] + zero, a[2] + zero], -1),
-            jnp.stack([full, jnp.minimum(a[1] + k, n - 1), a[2] + zero], -1),
-            jnp.stack([full, full, jnp.minimum(a[2] + k, n - 1)], -1)])
-        path = jnp.concatenate([down, up])
-        ok = self.fits_bins(path, state, params)
-        idx = jnp.where(ok.any(), jnp.argmax(ok), 0)
-        return path[idx], idx > 0
+        hb, lb = self.bin_bytes(state, params)
+        cap_h, cap_l = params.hw.tier_capacity_bytes[HBM], params.hw.tier_capacity_bytes[LPDDR]
+        j = jnp.arange(n)
+        top = n - 1
+
+        def segment(fixed, s, lowering):
+            """Bins of sublayer s (others at `fixed`) that fit, restricted to the segment's direction."""
+            h = sum(hb[fixed[x], x] for x in range(3) if x != s) + hb[:, s]
+            lo = sum(lb[fixed[x], x] for x in range(3) if x != s) + lb[:, s]
+            ok = (h <= cap_h) & (lo <= cap_l) & ((j <= a[s]) if lowering else (j >= a[s]))
+            pick = jnp.where(lowering, jnp.max(jnp.where(ok, j, -1)), jnp.min(jnp.where(ok, j, n)))
+            return ok.any(), pick
+
+        zero = jnp.int32(0)
+        segments = [  # (fixed bins of the other sublayers, the sublayer that moves, lowering?)
+            ((a[0], a[1], a[2]), 2, True), ((a[0], a[1], zero), 1, True), ((a[0], zero, zero), 0, True),
+            ((a[0], a[1], a[2]), 0, False), ((top, a[1], a[2]), 1, False), ((top, top, a[2]), 2, False)]
+        result, found = a, jnp.bool_(False)
+        for fixed, s, lowering in reversed(segments):  # the earliest feasible segment wins
+            any_ok, pick = segment(fixed, s, lowering)
+            cand = jnp.stack([pick if x == s else jnp.asarray(fixed[x], jnp.int32) for x in range(3)])
+            result = jnp.where(any_ok, cand, result)
+            found = found | any_ok
+        result = jnp.where(found, result, a)
+        return result.astype(jnp.int32), jnp.any(result != a)
 
     def step_env(self, key, state, action, params):
         action, projected = self.project(action, state, params)

@@ -32,17 +32,6 @@ _ENV = KernelMapping()
 ATTENTION, QKV, FC = 0, 1, 2
 
 
-def _bin_bytes(foot, params):
-    """HBM and LPDDR bytes f[bins, 3] of each sublayer at each share bin (whole pages per layer)."""
-    grid = jnp.linspace(0.0, 1.0, params.bins)
-    layers = params.model.n_layers
-    page = params.hw.page_bytes
-    per_layer = foot[None, :] / layers * grid[:, None]
-    hbm = layers * jnp.ceil(per_layer / page - 1e-6) * page
-    lp = layers * jnp.ceil((foot[None, :] / layers - per_layer) / page - 1e-6) * page
-    return hbm, lp
-
-
 def _costs(state, params):
     """Per-bin cost f[bins, 3] of each sublayer (barrier max plus activation copy) and the bytes tables."""
     th, tl = _ENV.bin_tables(state, params)
@@ -53,7 +42,7 @@ def _costs(state, params):
                      / params.hw.link_bw_bytes_per_s, 0.0)
     cost = jnp.maximum(th, tl) + copy[:, None]
     foot = asymmetric.footprints(m, params.hw, _ENV.kv_tokens_next(state, params))
-    hb, lb = _bin_bytes(foot, params)
+    hb, lb = _ENV.bin_bytes(state, params)
     return cost, hb, lb, foot
 
 

@@ -45,20 +45,28 @@ def layer_table(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
     return decode_kernels(model, batch, context_sum, kv_reads_per_query_head=hw.kv_reads_per_query_head)
 
 
-def side_times(model: ModelSpec, hw: HardwareSpec, batch, context_sum, hbm_share):
-    """Per-layer time of each sublayer on each side: (t_hbm f[3], t_lpddr f[3]) in seconds.
-
-    hbm_share f[3] in [0, 1]: share of (attention, qkv, fc) on the HBM side."""
+def side_coefficients(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
+    """Per-layer time of each sublayer on each side as an affine function of its share x:
+    t(x) = x·variable + [x > 0]·fixed. Exact, because the roofline is homogeneous of degree one in FLOPs and
+    bytes (matrix utilisation depends on the rows, not on the share) and launch overheads and latencies are
+    paid once per kernel that runs. Returns (var_hbm, fixed_hbm, var_lpddr, fixed_lpddr), each f[3]."""
     table = layer_table(model, hw, batch, context_sum)
-    share_k = jnp.asarray(_ONEHOT) @ jnp.asarray(hbm_share, jnp.float32)  # [K]
+    onehot = jnp.asarray(_ONEHOT).T  # [3, K]
     out = []
-    for site, tier, share in ((MAIN, HBM, share_k), (MEMORY_SIDE, LPDDR, 1.0 - share_k)):
-        part = dataclasses.replace(table, flops=table.flops * share, bytes=table.bytes * share[:, None],
-                                   comm_bytes=table.comm_bytes * share)
-        t = kernel_times(part, hw, site, _placement(tier))
-        per_kernel = t["time_s"] + _paging_s(part.bytes.sum(axis=1), hw)
-        out.append(jnp.asarray(_ONEHOT).T @ per_kernel)
-    return out[0], out[1]
+    for site, tier in ((MAIN, HBM), (MEMORY_SIDE, LPDDR)):
+        t = kernel_times(table, hw, site, _placement(tier))
+        variable = t["time_s"] - t["overhead_s"] + _paging_s(table.bytes.sum(axis=1), hw)
+        out += [onehot @ variable, onehot @ t["overhead_s"]]
+    return tuple(out)
+
+
+def side_times(model: ModelSpec, hw: HardwareSpec, batch, context_sum, hbm_share, coefficients=None):
+    """Per-layer time of each sublayer on each side: (t_hbm f[..., 3], t_lpddr f[..., 3]) in seconds.
+
+    hbm_share f[..., 3] in [0, 1]: share of (attention, qkv, fc) on the HBM side."""
+    var_h, fix_h, var_l, fix_l = coefficients or side_coefficients(model, hw, batch, context_sum)
+    x = jnp.asarray(hbm_share, jnp.float32)
+    return x * var_h + (x > 0) * fix_h, (1.0 - x) * var_l + (x < 1) * fix_l
 
 
 def footprints(model: ModelSpec, hw: HardwareSpec, kv_tokens):
@@ -94,11 +102,11 @@ def migration_bytes(model, hw, kv_tokens, hbm_share, prev_share):
 
 
 def iteration_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_tokens, hbm_share,
-                   prev_share=None):
+                   prev_share=None, coefficients=None):
     """One decode iteration of all layers under a mapping. Returns a dict of scalars (seconds, bytes):
     iteration_time_s, compute/barrier time per sublayer, the activation copies, migration."""
     hbm_share = jnp.asarray(hbm_share, jnp.float32)
-    t_hbm, t_lpddr = side_times(model, hw, batch, context_sum, hbm_share)
+    t_hbm, t_lpddr = side_times(model, hw, batch, context_sum, hbm_share, coefficients)
     split = (hbm_share > 0) & (hbm_share < 1)
     act_bytes = batch * model.d_model * model.bytes_per_activation
     copy_s = jnp.where(split, safe_div(act_bytes, hw.link_bw_bytes_per_s), 0.0)

@@ -72,8 +72,10 @@ def _dtype(m: ModelSpec):
     return jnp.result_type(m.d_model, jnp.float32)
 
 
-def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit):
-    """Assemble the table. tokens T; attn_pairs Σ(query × key) pairs; kv_tokens_read K/V rows read."""
+def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention_activations):
+    """Assemble the table. tokens T; attn_pairs Σ(query × key) pairs; kv_tokens_read K/V rows read;
+    `attention_activations(h)` gives the activation bytes of (attn_score, softmax, attn_context).
+    Built from per-kernel scalars stacked once (no scatter chains: this runs inside every env step)."""
     f32 = _dtype(m)
     tokens, attn_pairs, kv_tokens_read = (jnp.asarray(x, f32) for x in (tokens, attn_pairs, kv_tokens_read))
     t = jnp.asarray(tp, f32)
@@ -88,14 +90,11 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit):
     q_width = h * dh
     qkv_width = (h + 2 * hkv) * dh
 
-    zeros = jnp.zeros((N_KERNELS,), f32)
-    flops = zeros
-    w = zeros
-    a = zeros
-    kv = zeros
+    flops, w, a, kv, comm = {}, {}, {}, {}, {}
 
     def put(arr, name, value):
-        return arr.at[K[name]].set(value)
+        arr[name] = value
+        return arr
 
     # norms: read and write T·d activations, read the gains (and biases)
     for name in ("norm_attn", "norm_ffn"):
@@ -137,11 +136,18 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit):
     a = put(a, "residual_ffn", 3.0 * T * d * ba)
     # tensor-parallel ring all-reduce, 2(t-1)/t of the layer output per device
     ar = 2.0 * (t - 1.0) / t * T * d * ba
-    comm = zeros.at[K["allreduce_attn"]].set(ar).at[K["allreduce_ffn"]].set(ar)
+    comm = {"allreduce_attn": ar, "allreduce_ffn": ar}
+    a["attn_score"], a["softmax"], a["attn_context"] = attention_activations(h)
 
-    nbytes = jnp.zeros((N_KERNELS, len(TENSORS)), f32)
-    nbytes = nbytes.at[:, WEIGHTS].set(w).at[:, ACTIVATIONS].set(a).at[:, KV].set(kv)
-    return KernelTable(flops=flops, bytes=nbytes, comm_bytes=comm, rows=tokens, unit=unit)
+    zero = jnp.zeros_like(tokens)
+
+    def vec(parts):
+        return jnp.stack([jnp.broadcast_to(jnp.asarray(parts.get(name, zero), f32), zero.shape)
+                          for name in KERNELS], axis=-1)
+
+    classes = {WEIGHTS: w, ACTIVATIONS: a, KV: kv}
+    nbytes = jnp.stack([vec(classes.get(c, {})) for c in range(len(TENSORS))], axis=-1)
+    return KernelTable(flops=vec(flops), bytes=nbytes, comm_bytes=vec(comm), rows=tokens, unit=unit)
 
 
 def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_head=0.0) -> KernelTable:
@@ -151,15 +157,14 @@ def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_he
     batch = jnp.asarray(batch, f)
     context_sum = jnp.asarray(context_sum, f)
     reads = 1.0 + jnp.asarray(kv_reads_per_query_head, f) * (m.kv_group - 1.0)
-    table = _table(m, batch, context_sum, context_sum * reads, tp, _UNIT_DECODE)
-    h = m.n_heads / jnp.asarray(tp, f)
     ba = m.bytes_per_activation
-    scores = h * context_sum * ba
-    q_bytes = batch * h * m.d_head * ba
-    act = table.bytes[:, ACTIVATIONS]
-    act = act.at[K["attn_score"]].set(q_bytes + scores).at[K["softmax"]].set(2.0 * scores)
-    act = act.at[K["attn_context"]].set(scores + q_bytes)
-    return dataclasses.replace(table, bytes=table.bytes.at[:, ACTIVATIONS].set(act))
+
+    def attention_activations(h):
+        scores = h * context_sum * ba
+        q_bytes = batch * h * m.d_head * ba
+        return q_bytes + scores, 2.0 * scores, scores + q_bytes
+
+    return _table(m, batch, context_sum, context_sum * reads, tp, _UNIT_DECODE, attention_activations)
 
 
 def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -> KernelTable:
@@ -167,12 +172,14 @@ def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -
     f = _dtype(m)
     batch, chunk, prefix = (jnp.asarray(x, f) for x in (batch, chunk, prefix))
     pairs_per_seq = chunk * prefix + (chunk * (chunk + 1.0) / 2.0 if causal else chunk * chunk)
-    table = _table(m, batch * chunk, batch * pairs_per_seq, batch * (prefix + chunk), tp, _UNIT_PREFILL)
-    h = m.n_heads / jnp.asarray(tp, f)
     ba = m.bytes_per_activation
-    qo = batch * chunk * h * m.d_head * ba
-    act = table.bytes[:, ACTIVATIONS].at[K["attn_score"]].set(qo).at[K["attn_context"]].set(qo)
-    return dataclasses.replace(table, bytes=table.bytes.at[:, ACTIVATIONS].set(act))
+
+    def attention_activations(h):
+        qo = batch * chunk * h * m.d_head * ba  # fused attention: Q in, O out, scores stay on chip
+        return qo, jnp.zeros_like(qo), qo
+
+    return _table(m, batch * chunk, batch * pairs_per_seq, batch * (prefix + chunk), tp, _UNIT_PREFILL,
+                  attention_activations)
 
 
 def lm_head(m: ModelSpec, tokens):

@@ -41,10 +41,15 @@ def kernel_times(table: KernelTable, hw: HardwareSpec, site: int, placement):
     peak = hw.peak_flops_per_s[site][unit]
     util = jnp.where(unit == MATRIX, matrix_utilisation(table.rows, hw.matrix_fill_rows), 1.0)
     compute = safe_div(table.flops, peak * hw.eff_compute[unit] * util)
-    bytes_tier = table.bytes @ placement  # [K, M]
+    placement = jnp.asarray(placement, table.bytes.dtype)
     bw = hw.access_bw_bytes_per_s[:, site] * hw.eff_memory  # [M]
-    memory = safe_div(bytes_tier, bw[None, :]).sum(axis=1)
-    latency = jnp.where(bytes_tier > 0, hw.tier_latency_s[None, :], 0.0).max(axis=1)
+    # seconds per byte of each tensor class, and its worst latency, over the tiers it is spread across
+    s_per_byte = jnp.where(placement > 0, placement * safe_div(1.0, bw)[None, :], 0.0).sum(axis=1)  # [C]
+    class_latency = jnp.where(placement > 0, hw.tier_latency_s[None, :], 0.0).max(axis=1)  # [C]
+    has = table.bytes > 0
+    memory = jnp.where(has, table.bytes * s_per_byte[None, :], 0.0).sum(axis=1)
+    latency = jnp.where(has, class_latency[None, :], 0.0).max(axis=1)
+    bytes_tier = table.bytes @ placement  # [K, M]
     comm = safe_div(table.comm_bytes, hw.interconnect_bw_bytes_per_s) + jnp.where(
         table.comm_bytes > 0, hw.interconnect_latency_s, 0.0)
     has_work = (table.flops > 0) | (table.bytes.sum(axis=1) > 0) | (table.comm_bytes > 0)
