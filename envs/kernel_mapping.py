@@ -24,6 +24,10 @@ Observation f32[20]: footprint of each sublayer / HBM capacity (3); free HBM and
             steps (1); KV growth per step / HBM capacity (1).
 Termination static workload: `terminated` when the run's last iteration is done; dynamic workload: the run
             has no natural end, so the episode is `truncated` at max_steps.
+Metrics     info["metrics"]: iteration_time_s (per iteration, migration amortised), baseline_time_s, speedup,
+            tokens_per_s, migration_bytes, hbm_used_frac, lpddr_used_frac, energy_j (memory access energy per
+            iteration), hbm_share_* (the mapping used), projected, time_{attention,qkv,fc}_s (barrier time of
+            each sublayer over all layers), migration_s.
 Parameters  model (INT8), batch, hardware (vmappable: e.g. HBM capacity 48–192 GB), workload; presets in
             `configs/`, sources in their YAML.
 Heuristic   `memgym.policies.kernel_mapping.h2m2`: H2M2's greedy attention → qkv → fc min-max mapping.
@@ -80,7 +84,7 @@ class KernelMapping(JaxEnv):
     id = "KernelMapping-v0"
     metric_names = ("iteration_time_s", "baseline_time_s", "speedup", "tokens_per_s", "migration_bytes",
                     "hbm_used_frac", "lpddr_used_frac", "energy_j", "hbm_share_attention", "hbm_share_qkv",
-                    "hbm_share_fc", "projected")
+                    "hbm_share_fc", "projected", "time_attention_s", "time_qkv_s", "time_fc_s", "migration_s")
 
     def default_params(self, model: str = "gpt3-175b", hardware: str = "h2m2-hbm3-lpddr5x",
                        baseline: str = "h2m2-lpddr-only", batch: int | None = None, bins: int = 16,
@@ -247,6 +251,10 @@ class KernelMapping(JaxEnv):
             "hbm_share_qkv": share[1],
             "hbm_share_fc": share[2],
             "projected": projected.astype(jnp.float32),
+            "time_attention_s": res["sublayer_time_s"][0],
+            "time_qkv_s": res["sublayer_time_s"][1],
+            "time_fc_s": res["sublayer_time_s"][2],
+            "migration_s": res["migration_s"] / n_it,
         }
         ctx, _ = workload.advance(key, state.contexts, n_it, params.finish_prob, params.context_start_min,
                                   params.context_start_max, params.context_max)

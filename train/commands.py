@@ -4,6 +4,8 @@
 def add_commands(sub) -> None:
     """Register the sub-commands that exist so far."""
     add_reproduce(sub)
+    add_train(sub)
+    add_evaluate(sub)
 
 
 def _reproduce(args) -> int:
@@ -24,3 +26,57 @@ def add_reproduce(sub) -> None:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--bins", type=int, default=None, help="mapping granularity (default: heads + 1)")
     r.set_defaults(func=_reproduce)
+
+
+def _train(args) -> int:
+    from . import experiment
+
+    if args.config is None:
+        if not (args.resume and args.run_dir):
+            raise ValueError("train: --config is required (or --resume with --run-dir to continue a run)")
+        args.config = f"{args.run_dir}/config.yaml"
+    exp = experiment.load(args.config, total_timesteps=args.total_timesteps)
+    summary = experiment.train(exp, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress)
+    print(experiment.format_summary(exp, summary))
+    return 0
+
+
+def add_train(sub) -> None:
+    t = sub.add_parser("train", help="train an agent from an experiment config (SB3 or the JAX PPO trainer)")
+    t.add_argument("--config", help="configs/experiments/NAME.yaml, a preset name, or any YAML path")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    t.add_argument("--run-dir", default=None, help="run folder (default runs/<name>)")
+    t.add_argument("--total-timesteps", type=int, default=None,
+                   help="override total_timesteps (with --resume: steps added to the checkpoint's count)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+
+def _evaluate(args) -> int:
+    from . import evaluate, experiment
+
+    exp = experiment.load(args.config)
+    ev = exp.eval or {}
+    seeds = args.seeds or ev.get("seeds", 10)
+    repro = None
+    if args.reproduce:
+        from . import reproduce
+
+        repro = {"h2m2": reproduce.reproduce_h2m2(bins=args.reproduce_bins)}
+    summary = evaluate.evaluate(exp.env, exp.env_params, ev.get("scenarios") or {"default": {}}, seeds=seeds,
+                                learned_runs=args.checkpoints, out_dir=args.out, reproduce=repro,
+                                config_path=args.config)
+    print(evaluate.headline(summary))
+    print(f"results written to {args.out}/ (results.csv, summary.json); `memgym report {args.out}` makes the page")
+    return 0
+
+
+def add_evaluate(sub) -> None:
+    e = sub.add_parser("evaluate", help="every policy on the experiment's held-out scenarios, many seeds")
+    e.add_argument("--config", required=True, help="experiment config (its eval: block names the scenarios)")
+    e.add_argument("--checkpoints", nargs="*", default=[], metavar="RUN", help="training run folders to include")
+    e.add_argument("-o", "--out", default="results", help="output folder (default results/)")
+    e.add_argument("--seeds", type=int, default=None, help="seeds per scenario (default: the config's, or 10)")
+    e.add_argument("--reproduce", action="store_true", help="also compute the paper reproduction tables")
+    e.add_argument("--reproduce-bins", type=int, default=33, help="mapping granularity for --reproduce")
+    e.set_defaults(func=_evaluate)
