@@ -79,6 +79,10 @@ class JaxEnv:
     def observation_size(self, params) -> int:
         raise NotImplementedError
 
+    def observation_bounds(self, params) -> tuple[float, float]:
+        """Bounds every feature lies in (the gymnasium Box uses them)."""
+        return -float("inf"), float("inf")
+
     def feature_names(self, params) -> tuple[str, ...]:
         return tuple(f"f{i}" for i in range(self.observation_size(params)))
 

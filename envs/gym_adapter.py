@@ -15,14 +15,15 @@ an episode end it starts the episode the core's autoreset already drew, so one `
 sub-environment 0 of a vector environment step for step.
 
 Each step is one jitted call and one device-to-host copy: the call packs everything the host needs into one
-float32 row per environment (see `Layout`). The jitted functions are built once per environment class and
-take the parameters as an argument, so instances share them and `reset(options={"params": ...})` swaps
-scenarios without recompiling (unless a static field such as `max_steps` changes).
+float32 row per environment (see `Layout`). The jitted functions close over the scenario's parameters and
+are cached per (environment, overrides) (`scenario`), so instances of one scenario share a compilation and
+`reset(options={"params": ...})` compiles once per new scenario.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable, NamedTuple
 
 import gymnasium
 import jax
@@ -34,6 +35,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from memgym.envs import registry
+from memgym.envs.core import JaxEnv
 
 
 # ---- seeds -> keys --------------------------------------------------------------------------------------
@@ -80,19 +82,36 @@ def _pack_obs(obs):
     return jnp.concatenate([obs.features.astype(jnp.float32), obs.action_mask.astype(jnp.float32)])
 
 
-@functools.cache
-def batched_kernels(env_cls):
-    """(reset, step) = jit(vmap(...)) over keys, states and actions with one shared params, for one
-    environment class: `reset(keys, params) -> (keys, states, rows)`,
-    `step(keys, states, actions, params) -> (keys, states, rows)`."""
-    env = env_cls()
+def _freeze(value):
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
-    def reset(key, params):
+
+class Scenario(NamedTuple):
+    """One environment with its params and its jitted kernels, vmapped over environments."""
+
+    env: JaxEnv
+    params: Any
+    reset: Callable  # keys u32[n, 2] -> (keys, states, rows f32[n, W])
+    step: Callable  # (keys, states, actions i32[n, A]) -> (keys, states, rows f32[n, W])
+
+
+def scenario(env_id: str, overrides: dict) -> Scenario:
+    """`memgym.make(env_id, **overrides)` and its kernels, cached: instances and `reset` options with equal
+    overrides (plain values: numbers, strings, tuples) share one compilation per batch size."""
+    return _scenario(registry.canonical_id(env_id), tuple(sorted((k, _freeze(v)) for k, v in overrides.items())))
+
+
+@functools.lru_cache(maxsize=32)
+def _scenario(env_id: str, frozen: tuple) -> Scenario:
+    env, params = registry.make(env_id, **dict(frozen))
+
+    # params are closed over, not passed: XLA folds them, ~30 % faster steps and faster compiles
+    def reset(key):
         key, k = jax.random.split(key)
         obs, state = env.reset(k, params)
         return key, state, _pack_obs(obs)
 
-    def step(key, state, action, params):
+    def step(key, state, action):
         key, k = jax.random.split(key)
         obs, state, reward, terminated, truncated, info = env.step(k, state, action, params)
         scalars = [reward, terminated, truncated, info["projected"]]
@@ -100,10 +119,10 @@ def batched_kernels(env_cls):
         scalars = jnp.stack([jnp.asarray(x, jnp.float32) for x in scalars])
         return key, state, jnp.concatenate([_pack_obs(obs), _pack_obs(info["final_observation"]), scalars])
 
-    return jax.jit(jax.vmap(reset, in_axes=(0, None))), jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None)))
+    return Scenario(env, params, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step)))
 
 
-def check_actions(actions, space: spaces.Space, nvec: np.ndarray, batch_shape: tuple) -> np.ndarray:
+def check_actions(actions, space, nvec: np.ndarray, batch_shape: tuple) -> np.ndarray:
     """int32 actions, or a ValueError naming the action space (wrong shape, non-integers, out of range)."""
     a = np.asarray(actions)
     shape = (*batch_shape, len(nvec))
@@ -121,19 +140,26 @@ class BatchedCore:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.env_id = registry.canonical_id(env_id)
-        self.env, self.params = registry.make(self.env_id, **overrides)
         self.overrides = dict(overrides)
+        self.scenario = scenario(self.env_id, self.overrides)
         self.num_envs = int(num_envs)
         self.nvec = np.asarray(self.env.action_nvec(self.params), np.int64)
         self.obs_size = int(self.env.observation_size(self.params))
         self.metric_names = tuple(self.env.metric_names)
         self.layout = Layout(self.obs_size, int(self.nvec.sum()), len(self.metric_names))
-        self.reset_fn, self.step_fn = batched_kernels(type(self.env))
         self.keys = self.states = None
 
+    @property
+    def env(self):
+        return self.scenario.env
+
+    @property
+    def params(self):
+        return self.scenario.params
+
     def single_spaces(self):
-        return (spaces.MultiDiscrete(self.nvec),
-                spaces.Box(-np.inf, np.inf, (self.obs_size,), np.float32))
+        low, high = self.env.observation_bounds(self.params)
+        return (spaces.MultiDiscrete(self.nvec), spaces.Box(low, high, (self.obs_size,), np.float32))
 
     def apply_options(self, options) -> bool:
         """Swap scenario parameters from `options={"params": {...}}` (merged into the constructor's
@@ -145,26 +171,26 @@ class BatchedCore:
             raise ValueError(f"unknown reset options {sorted(unknown)}; supported: 'params' (a dict of "
                              f"{self.env_id} default_params overrides)")
         merged = {**self.overrides, **options["params"]}
-        params = self.env.default_params(**merged)
-        if (tuple(self.env.action_nvec(params)) != tuple(self.nvec.tolist())
-                or self.env.observation_size(params) != self.obs_size):
+        new = scenario(self.env_id, merged)
+        if (tuple(new.env.action_nvec(new.params)) != tuple(self.nvec.tolist())
+                or new.env.observation_size(new.params) != self.obs_size):
             raise ValueError(f"options['params'] {options['params']} change the action or observation space "
                              f"of {self.env_id}; make a new environment instead")
-        self.params, self.overrides = params, merged
+        self.scenario, self.overrides = new, merged
         return True
 
     def reset(self, keys=None) -> np.ndarray:
         """Start new episodes from `keys` (u32[n, 2]) or, if None, from the next keys of each chain."""
         if keys is not None:
             self.keys = keys
-        self.keys, self.states, rows = self.reset_fn(self.keys, self.params)
+        self.keys, self.states, rows = self.scenario.reset(self.keys)
         return jax.device_get(rows)
 
     def step(self, actions: np.ndarray) -> np.ndarray:
         """One step of every environment from already checked int32 actions [n, len(nvec)]."""
         if self.states is None:
             raise gymnasium.error.ResetNeeded("call reset() before step()")
-        self.keys, self.states, rows = self.step_fn(self.keys, self.states, actions, self.params)
+        self.keys, self.states, rows = self.scenario.step(self.keys, self.states, actions)
         return jax.device_get(rows)  # the one device-to-host copy of the step
 
 
@@ -279,7 +305,8 @@ class MemgymVectorEnv(gymnasium.vector.VectorEnv):
         return rows[:, lay.features].copy(), {"action_mask": self._mask.copy(), "_action_mask": np.ones(n, bool)}
 
     def step(self, actions):
-        actions = check_actions(actions, self.action_space, self.core.nvec, (self.num_envs,))
+        actions = check_actions(actions, f"{self.action_space} ({self.num_envs} x {self.single_action_space})",
+                                self.core.nvec, (self.num_envs,))
         rows = self.core.step(actions)
         lay, names = self.core.layout, self.core.metric_names
         terminated, truncated = rows[:, lay.terminated] > 0.5, rows[:, lay.truncated] > 0.5

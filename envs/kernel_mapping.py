@@ -7,7 +7,7 @@ System      H2M2 (arXiv 2504.14893): HBM3 96 GB / 3 TB/s and LPDDR5X 512 GB / 54
             baseline is `h2m2-lpddr-only.yaml`). Cost model: `memgym.sim.asymmetric`.
 State       per-slot context lengths f[B] (B = batch = request slots), the current mapping f[3], step count.
 Episode     `max_steps` steps of `iterations_per_step` decode iterations each. Contexts start uniform in
-            [context_start_min, context_start_max] and grow by one token per iteration. `workload="dynamic"`
+            [context_start_min, context_start_max] (default: the sweep's first context to twice that) and grow by one token per iteration. `workload="dynamic"`
             finishes each request early with probability `finish_prob` per iteration (or at `context_max`) and
             replaces it with a new one (H2M2's 128-iteration experiment).
 Action      MultiDiscrete([bins] * 3): the HBM share of (attention, qkv, fc), bin i → share i / (bins − 1).
@@ -113,7 +113,7 @@ class KernelMapping(JaxEnv):
             per_step = iterations_per_step or 1
             cmax = context_max or sweep[-1]
         else:
-            start = context_start or (sweep[0], sweep[0])
+            start = context_start or (sweep[0], 2 * sweep[0])
             steps = max_steps or 96
             cmax = context_max or sweep[-1]
             per_step = iterations_per_step or max(1, int(round((cmax - start[1]) / steps)))
@@ -137,6 +137,9 @@ class KernelMapping(JaxEnv):
 
     def observation_size(self, params):
         return 20
+
+    def observation_bounds(self, params):
+        return -10.0, 10.0  # fractions and ratios, clipped
 
     def feature_names(self, params):
         return ("footprint_attention", "footprint_qkv", "footprint_fc", "hbm_free", "lpddr_free", "context_mean",
@@ -221,7 +224,8 @@ class KernelMapping(JaxEnv):
             result = jnp.where(any_ok, cand, result)
             found = found | any_ok
         result = jnp.where(found, result, a)
-        return result.astype(jnp.int32), jnp.any(result != a)
+        # an out-of-range action is clipped and flagged too: nothing invalid passes silently
+        return result.astype(jnp.int32), jnp.any(result != jnp.asarray(action, jnp.int32))
 
     def step_env(self, key, state, action, params):
         action, projected = self.project(action, state, params)
@@ -289,4 +293,5 @@ class KernelMapping(JaxEnv):
             (state.step / params.max_steps)[None].astype(jnp.float32),
             (growth / cap_h)[None],
         ]).astype(jnp.float32)
+        feats = jnp.clip(feats, -10.0, 10.0)
         return Observation(features=feats, action_mask=self.action_mask(state, params))

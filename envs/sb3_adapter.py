@@ -11,11 +11,34 @@ the step's `metrics`. Seeds follow `memgym.envs.gym_adapter` (environment i gets
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from memgym.envs.gym_adapter import BatchedCore, check_actions, keys_from_seeds
+
+
+class StepMetrics(Mapping):
+    """One environment's metrics for one step, name -> float, read from the step's packed rows: a read-only
+    dict view (1024 real dicts would add ~2 ms to every step of 1024 environments)."""
+
+    __slots__ = ("_block", "_row", "_columns")
+
+    def __init__(self, block: np.ndarray, row: int, columns: dict):
+        self._block, self._row, self._columns = block, row, columns
+
+    def __getitem__(self, name: str) -> float:
+        return float(self._block[self._row, self._columns[name]])
+
+    def __iter__(self):
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 class MemgymSB3VecEnv(VecEnv):
@@ -33,6 +56,7 @@ class MemgymSB3VecEnv(VecEnv):
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, np.int64)
         self._t_start = time.time()
+        self._metric_columns = {name: j for j, name in enumerate(self.core.metric_names)}
 
     @property
     def params(self):
@@ -54,8 +78,8 @@ class MemgymSB3VecEnv(VecEnv):
         return rows[:, lay.features].copy()
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = check_actions(actions, f"{self.action_space} (per environment, {self.num_envs} "
-                                      f"environments)", self.core.nvec, (self.num_envs,))
+        self._actions = check_actions(actions, f"{self.num_envs} x {self.action_space}", self.core.nvec,
+                                      (self.num_envs,))
 
     def step_wait(self):
         rows = self.core.step(self._actions)
@@ -66,10 +90,9 @@ class MemgymSB3VecEnv(VecEnv):
         self._mask = rows[:, lay.mask] > 0.5
         self._returns += rewards
         self._lengths += 1
-        names = self.core.metric_names
-        time_limit = (truncated & ~terminated).tolist()
-        infos = [{"metrics": dict(zip(names, row)), "TimeLimit.truncated": t}
-                 for row, t in zip(rows[:, lay.metrics].tolist(), time_limit)]
+        metrics, columns = rows[:, lay.metrics], self._metric_columns
+        infos = [{"metrics": StepMetrics(metrics, i, columns), "TimeLimit.truncated": t}
+                 for i, t in enumerate((truncated & ~terminated).tolist())]
         if dones.any():
             elapsed = round(time.time() - self._t_start, 6)
             for i in np.flatnonzero(dones):

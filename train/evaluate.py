@@ -58,6 +58,15 @@ def _episodes_jax(env, params, policy, keys):
     return rewards, metrics, actions
 
 
+def _episodes_jax_grouped(env, stacked_params, policy, keys):
+    """`_episodes_jax` for several scenarios of one structure at once: outputs get a leading scenario axis."""
+    n_steps = stacked_params.max_steps  # static, shared by the group
+    one = lambda p, k: rollout(env, policy, p, k, n_steps)  # noqa: E731
+    run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
+    rewards, _, _, metrics, actions = jax.device_get(run(stacked_params, keys))
+    return rewards, metrics, actions
+
+
 def _episodes_host(env, params, act, keys):
     """Episodes for a host-side (numpy) policy such as an SB3 model: same keys and key splitting as
     `rollout`, the env stepped with jit(vmap(step))."""
@@ -160,21 +169,35 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
     names = policy_registry.policy_names(env_id)
     learned = load_learned(learned_runs)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-    rows, episodes = [], {}
-    for scen, overrides in scenarios.items():
-        env, params = make(env_id, **{**base_params, **(overrides or {})})
-        results = {}
+    built = {scen: make(env_id, **{**base_params, **(overrides or {})}) for scen, overrides in scenarios.items()}
+    # scenarios whose parameters share one structure (same static fields and shapes) run as one vmapped batch
+    groups = {}
+    for scen, (env, params) in built.items():
+        sig = (jax.tree_util.tree_structure(params), tuple(np.shape(x) for x in jax.tree_util.tree_leaves(params)))
+        groups.setdefault(sig, []).append(scen)
+    results = {scen: {} for scen in scenarios}
+    for members in groups.values():
+        env = built[members[0]][0]
+        stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[built[m][1] for m in members])
         for name in names:
-            results[name] = _episodes_jax(env, params, policy_registry.get_policy(env_id, name), keys)
+            out = _episodes_jax_grouped(env, stacked, policy_registry.get_policy(env_id, name), keys)
+            for i, m in enumerate(members):
+                results[m][name] = jax.tree_util.tree_map(lambda x: x[i], out)
+    for scen in scenarios:
+        env, params = built[scen]
         for name, (how, pol) in learned.items():
             try:
-                results[name] = (_episodes_jax(env, params, pol, keys) if how == "jax"
-                                 else _episodes_host(env, params, pol, keys))
+                results[scen][name] = (_episodes_jax(env, params, pol, keys) if how == "jax"
+                                       else _episodes_host(env, params, pol, keys))
             except (ValueError, TypeError) as e:  # e.g. a scenario whose action or feature sizes differ
                 log.warning("%s cannot play scenario %s: %s", name, scen, e)
-        base = results[heuristic][0].mean(axis=1)
-        best = results[ORACLE][0].mean(axis=1) if ORACLE in results else base
-        for name, (rewards, metrics, actions) in results.items():
+    rows, episodes = [], {}
+    for scen in scenarios:
+        env, params = built[scen]
+        res = results[scen]
+        base = res[heuristic][0].mean(axis=1)
+        best = res[ORACLE][0].mean(axis=1) if ORACLE in res else base
+        for name, (rewards, metrics, actions) in res.items():
             mean_r = rewards.mean(axis=1)
             for s in range(seeds):
                 row = {"policy": name, "kind": "learned" if name in learned else _kind(name, heuristic),
@@ -183,7 +206,7 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
                        "score_vs_oracle": float(mean_r[s] / best[s])}
                 row.update({f"metric_{k}": float(np.mean(v[s])) for k, v in metrics.items()})
                 rows.append(row)
-        episodes[scen] = (env, params, results)
+        episodes[scen] = (env, params, res)
     table = pd.DataFrame(rows)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
