@@ -6,6 +6,7 @@ def add_commands(sub) -> None:
     add_reproduce(sub)
     add_train(sub)
     add_evaluate(sub)
+    add_demo_and_report(sub)
 
 
 def _reproduce(args) -> int:
@@ -80,3 +81,31 @@ def add_evaluate(sub) -> None:
     e.add_argument("--reproduce", action="store_true", help="also compute the paper reproduction tables")
     e.add_argument("--reproduce-bins", type=int, default=33, help="mapping granularity for --reproduce")
     e.set_defaults(func=_evaluate)
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(out=args.out, timesteps=args.timesteps, seeds=args.seeds, progress=not args.no_progress)
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    html, md = write_report(args.results, args.output)
+    print(f"report: {html} (Markdown twin: {md})")
+    return 0
+
+
+def add_demo_and_report(sub) -> None:
+    d = sub.add_parser("demo", help="train briefly, evaluate against the paper heuristic, write the report")
+    d.add_argument("--out", default="memgym-demo", help="output folder (default memgym-demo/)")
+    d.add_argument("--timesteps", type=int, default=3_000_000, help="PPO env steps (default 3M, ~2 minutes)")
+    d.add_argument("--seeds", type=int, default=10, help="evaluation seeds per scenario (default 10)")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=_demo)
+    r = sub.add_parser("report", help="one self-contained HTML page (and Markdown) from evaluation results")
+    r.add_argument("results", help="the folder `memgym evaluate -o` wrote")
+    r.add_argument("-o", "--output", default=None, help="report.html path (default RESULTS/report.html)")
+    r.set_defaults(func=_report)
