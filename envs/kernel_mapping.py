@@ -18,10 +18,10 @@ Mask        per sublayer, bins whose share alone would overflow HBM (or whose re
             order); LPDDR overflow raises attention, then qkv, then fc. `info["projected"]` flags it.
 Reward      t_LPDDR-only / t_policy for the step's iterations, migration of pages whose side changed included,
             so an episode's mean reward is the speedup over the LPDDR-only system (the paper's metric).
-Observation f32[20]: footprint of each sublayer / HBM capacity (3); free HBM and LPDDR fractions (2); mean,
-            max, min context / context_max (3); HBM capacity / total footprint (1); the current mapping (3);
-            per-side time of each sublayer under the current mapping / the baseline's time (6); step / max
-            steps (1); KV growth per step / HBM capacity (1).
+Observation f32[20] in [-10, 10]: footprint of each sublayer / HBM capacity (3); free HBM and LPDDR
+            fractions (2); mean, max, min context / context_max (3); HBM capacity / total footprint (1); the
+            current mapping (3); each sublayer's HBM-side and LPDDR-side time in the last iteration / the
+            baseline's iteration time (6; 0 at reset); step / max steps (1); KV growth per step / HBM capacity (1).
 Termination static workload: `terminated` when the run's last iteration is done; dynamic workload: the run
             has no natural end, so the episode is `truncated` at max_steps.
 Metrics     info["metrics"]: iteration_time_s (per iteration, migration amortised), baseline_time_s, speedup,
@@ -74,6 +74,7 @@ class KernelMappingState:
     mapping: jax.Array  # f[3] HBM shares in use
     step: jax.Array  # i32
     last_kv_tokens: jax.Array  # KV tokens the current mapping was chosen for (the footprint tracker's memory)
+    last_side_times: jax.Array  # f[6] last iteration's HBM-side and LPDDR-side time per sublayer / baseline
 
 
 def shares_of(action, bins):
@@ -151,7 +152,7 @@ class KernelMapping(JaxEnv):
     def reset_env(self, key, params):
         ctx = workload.start_contexts(key, params.n_slots, params.context_start_min, params.context_start_max)
         state = KernelMappingState(contexts=ctx, mapping=jnp.zeros(3, jnp.float32), step=jnp.int32(0),
-                                   last_kv_tokens=jnp.float32(0.0))
+                                   last_kv_tokens=jnp.float32(0.0), last_side_times=jnp.zeros(6, jnp.float32))
         return self.observe(state, params), state
 
     def kv_tokens_next(self, state, params):
@@ -262,7 +263,9 @@ class KernelMapping(JaxEnv):
         }
         ctx, _ = workload.advance(key, state.contexts, n_it, params.finish_prob, params.context_start_min,
                                   params.context_start_max, params.context_max)
-        new_state = KernelMappingState(contexts=ctx, mapping=share, step=state.step + 1, last_kv_tokens=kv_tokens)
+        side = jnp.concatenate([res["hbm_side_s"], res["lpddr_side_s"]]) / (base_s / n_it)
+        new_state = KernelMappingState(contexts=ctx, mapping=share, step=state.step + 1, last_kv_tokens=kv_tokens,
+                                       last_side_times=side)
         done = new_state.step >= params.max_steps
         terminated = done & (not params.dynamic)
         truncated = done & params.dynamic
@@ -275,10 +278,6 @@ class KernelMapping(JaxEnv):
         foot = asymmetric.footprints(m, hw, kv)
         cap_h, cap_l = hw.tier_capacity_bytes[HBM], hw.tier_capacity_bytes[LPDDR]
         share = state.mapping
-        ctx_mid = (state.contexts + (params.iterations_per_step - 1.0) / 2.0).sum()
-        th, tl = asymmetric.side_times(m, hw, params.n_slots, ctx_mid, share)
-        base = asymmetric.homogeneous_time(m, params.baseline_hw, params.n_slots, ctx_mid)
-        norm = base / m.n_layers
         cmax = params.context_max
         growth = params.n_slots * params.iterations_per_step * kv_bytes_per_token(m)
         feats = jnp.concatenate([
@@ -288,8 +287,7 @@ class KernelMapping(JaxEnv):
             jnp.stack([state.contexts.mean(), state.contexts.max(), state.contexts.min()]) / cmax,
             jnp.minimum(cap_h / foot.sum(), 10.0)[None],
             share,
-            th / norm,
-            tl / norm,
+            state.last_side_times,
             (state.step / params.max_steps)[None].astype(jnp.float32),
             (growth / cap_h)[None],
         ]).astype(jnp.float32)
