@@ -33,7 +33,8 @@ def with_hbm(params, hbm_gb):
 
 def make_state(contexts, mapping=(0.0, 0.0, 0.0), step=0, last_kv=0.0):
     return KernelMappingState(contexts=jnp.asarray(contexts, jnp.float32), mapping=jnp.asarray(mapping, jnp.float32),
-                              step=jnp.int32(step), last_kv_tokens=jnp.float32(last_kv))
+                              step=jnp.int32(step), last_kv_tokens=jnp.float32(last_kv),
+                              last_side_times=jnp.zeros(6, jnp.float32))
 
 
 @jax.jit
