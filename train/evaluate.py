@@ -51,20 +51,33 @@ def _kind(name: str, heuristic: str) -> str:
     return "baseline"
 
 
-def _episodes_jax(env, params, policy, keys):
-    """One episode per key (vmapped scan): rewards f[S, T], metrics {name: f[S, T]}, actions i[S, T, A]."""
-    run = jax.jit(jax.vmap(lambda k: rollout(env, policy, params, k, params.max_steps)))
-    rewards, _, _, metrics, actions = jax.device_get(run(keys))
-    return rewards, metrics, actions
-
-
-def _episodes_jax_grouped(env, stacked_params, policy, keys):
-    """`_episodes_jax` for several scenarios of one structure at once: outputs get a leading scenario axis."""
+def _episodes_policies(env, stacked_params, policies: list, keys):
+    """Every policy in `policies` on several scenarios of one structure, in ONE compiled program: the
+    policy is picked by `lax.switch` on a vmapped index, so the group compiles once rather than once per
+    policy (under vmap every branch runs; the policies are cheap next to compilation). Outputs have leading
+    axes [policy, scenario, seed]."""
     n_steps = stacked_params.max_steps  # static, shared by the group
-    one = lambda p, k: rollout(env, policy, p, k, n_steps)  # noqa: E731
-    run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
-    rewards, _, _, metrics, actions = jax.device_get(run(stacked_params, keys))
+
+    def one(i, p, k):
+        def policy(key, obs, state, params):
+            return jax.lax.switch(i, [lambda *a, f=f: jnp.asarray(f(*a), jnp.int32) for f in policies],
+                                  key, obs, state, params)
+        return rollout(env, policy, p, k, n_steps)
+
+    run = jax.jit(jax.vmap(jax.vmap(jax.vmap(one, (None, None, 0)), (None, 0, None)), (0, None, None)))
+    rewards, _, _, metrics, actions = jax.device_get(run(jnp.arange(len(policies)), stacked_params, keys))
     return rewards, metrics, actions
+
+
+def _compatible(env, params, policy) -> bool:
+    """Whether a (learned) policy produces this environment's action shape for these parameters."""
+    try:
+        obs, state = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
+        out = jax.eval_shape(policy, jax.random.PRNGKey(0), obs, state, params)
+    except (ValueError, TypeError) as e:
+        log.warning("a learned policy cannot play this scenario: %s", e)
+        return False
+    return out.shape == (len(env.action_nvec(params)),)
 
 
 def _episodes_host(env, params, act, keys):
@@ -177,20 +190,19 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
         groups.setdefault(sig, []).append(scen)
     results = {scen: {} for scen in scenarios}
     for members in groups.values():
-        env = built[members[0]][0]
+        env, first = built[members[0]]
         stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[built[m][1] for m in members])
-        for name in names:
-            out = _episodes_jax_grouped(env, stacked, policy_registry.get_policy(env_id, name), keys)
+        playing = [(n, policy_registry.get_policy(env_id, n)) for n in names]
+        playing += [(n, pol) for n, (how, pol) in learned.items() if how == "jax" and _compatible(env, first, pol)]
+        rewards, metrics, actions = _episodes_policies(env, stacked, [p for _, p in playing], keys)
+        for j, (name, _) in enumerate(playing):
             for i, m in enumerate(members):
-                results[m][name] = jax.tree_util.tree_map(lambda x: x[i], out)
+                results[m][name] = (rewards[j, i], {k: v[j, i] for k, v in metrics.items()}, actions[j, i])
     for scen in scenarios:
         env, params = built[scen]
         for name, (how, pol) in learned.items():
-            try:
-                results[scen][name] = (_episodes_jax(env, params, pol, keys) if how == "jax"
-                                       else _episodes_host(env, params, pol, keys))
-            except (ValueError, TypeError) as e:  # e.g. a scenario whose action or feature sizes differ
-                log.warning("%s cannot play scenario %s: %s", name, scen, e)
+            if how == "host":
+                results[scen][name] = _episodes_host(env, params, pol, keys)
     rows, episodes = [], {}
     for scen in scenarios:
         env, params = built[scen]
