@@ -7,6 +7,7 @@ import importlib
 # id -> (module, class). Ids are versioned: bump the version when the dynamics change.
 ENVIRONMENTS = {
     "KernelMapping-v0": ("memgym.envs.kernel_mapping", "KernelMapping"),
+    "CacheRatio-v0": ("memgym.envs.cache_ratio", "CacheRatio"),
 }
 NAMESPACE = "memgym"
 

@@ -7,7 +7,7 @@ import importlib
 
 from memgym.envs.registry import canonical_id
 
-_MODULES = {"KernelMapping-v0": "memgym.policies.kernel_mapping"}
+_MODULES = {"KernelMapping-v0": "memgym.policies.kernel_mapping", "CacheRatio-v0": "memgym.policies.cache_ratio"}
 
 
 def _module(env_id: str):

@@ -14,8 +14,12 @@ def _reproduce(args) -> int:
 
     from . import reproduce
 
-    if args.paper != "h2m2":
-        raise ValueError(f"reproduce: '{args.paper}' is not available yet; available: h2m2")
+    if args.paper not in ("h2m2", "hybridserve"):
+        raise ValueError(f"reproduce: '{args.paper}' is not available yet; available: h2m2, hybridserve")
+    if args.paper == "hybridserve":
+        result = reproduce.reproduce_hybridserve()
+        print(json.dumps(result, indent=2) if args.json else reproduce.format_hybridserve(result))
+        return 0
     result = reproduce.reproduce_h2m2(bins=args.bins)
     print(json.dumps(result, indent=2) if args.json else reproduce.format_h2m2(result))
     return 0

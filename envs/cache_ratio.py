@@ -1,0 +1,346 @@
+"""CacheRatio-v0: choose the KV : activation ratio of an offloaded cache (HybridServe) as a batch generates.
+
+MDP card
+--------
+System      One GPU streams each layer's weights (a placed share `wg` stays on the GPU) and the block's cache
+            from host DRAM over PCIe, layer by layer, in FlexGen's zig-zag block schedule (`gbs` sequences per
+            GPU batch); cache and hidden states live in host memory, attention runs on the GPU. Each cached
+            token of each layer is K,V (2·h_kv·d_h·b bytes) or the layer-input activation (d·b bytes), whose
+            K,V the GPU regenerates (two projections) while the next weights arrive. Cost model:
+            `memgym.sim.offload` (roofline rates for A100/H100 presets, FlexGen's fitted constants for
+            `t4-flexgen`); host and GPU capacities bound what fits.
+Episode     One block: the prompt's prefill, then `gen_len` decode iterations split evenly over `max_steps`
+            steps (`gen_len / max_steps` iterations each, a float, so generation lengths vmap). `terminated`
+            after `max_steps` steps.
+State       cached tokens per sequence held as K,V and as activations, the block size (sequences, a float),
+            the last step's PCIe and GPU times, the step index.
+Action      MultiDiscrete([bins, batch_bins]): the activation share of the cache entries written this step
+            (bin i → i / (bins − 1); entries keep their form), and the block size, chosen once at the first
+            step (bin j → max_batch·(j + 1) / batch_bins, where max_batch is the largest block that fits
+            step (bin j → kv_batch + (max_batch − kv_batch)·j / (batch_bins − 1): from the largest block that
+            fits an all-KV cache to the largest that fits an all-activation one); later steps keep it (only
+            its bin is unmasked).
+Mask        share bins whose entries would make the block overflow host memory by the run's end even if every
+            later entry took the smaller form (first step: for every block); at the first step, blocks that
+            overflow at every share. Joint overflows are projected: at the first step the share is kept and
+            the block falls to the largest that fits it; later the share rises to the smallest feasible bin;
+            `info["projected"]` flags it.
+Reward      the step's tokens/s divided by the all-KV baseline's tokens/s at the same step (FlexGen-style all-KV
+            streaming, GPU attention, at the largest all-KV block that fits host memory), so the episode's mean
+            reward is ≈ the throughput ratio over all-KV, with both of HybridServe's gains: PCIe bytes traded
+            for hidden GPU work, and the larger block that smaller entries allow. `speedup_same_batch` (metric)
+            is the ratio against all-KV at the policy's own block (the overlap gain alone).
+Observation f32[12] clipped to [-10, 10]: K,V and activation tokens per sequence / (prompt + gen) (2); the last
+            step's PCIe and GPU times / the baseline's step time (2); free host and GPU fractions (2); step /
+            max_steps (1); block size / max_batch (1); the coming step's PCIe and GPU times at share 0 and 1 /
+            the baseline's step time (4).
+Metrics     info["metrics"]: iteration_time_s (per decode iteration), step_time_s, tokens_per_s,
+            baseline_tokens_per_s, speedup_same_batch, pcie_time_s, gpu_time_s, pcie_bytes, weights_bytes,
+            cache_bytes, host_used_frac, gpu_used_frac, activation_share, batch, projected.
+Parameters  model (OPT-30B/66B/175B, fp16), hardware preset (roofline) or `t4-flexgen` (fitted), host memory
+            (`host_memory_gb`), PCIe bandwidth (`pcie_gbps`), prompt and generation lengths, `gbs`; all floats
+            in the params pytree (vmappable). `ctog_overlap` 1 (default): PCIe overlaps the GPU's work
+            (HybridServe's pipeline); 0: FlexGen's released fit (ctog + max(rest)).
+Heuristic   `memgym.policies.cache_ratio.hybridserve`: the share that equalises PCIe and GPU time, and the
+            largest block that then fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from memgym.sim import config, offload
+
+from .core import JaxEnv, Observation, pytree_dataclass
+
+
+@pytree_dataclass(static=("bins", "batch_bins", "max_steps"))
+class CacheRatioParams:
+    model: object  # ModelSpec
+    rates: offload.OffloadRates
+    wg: jax.Array  # share of the weights resident on the GPU (the largest that fits, fixed per scenario)
+    gbs: jax.Array  # GPU batch size (sequences per GPU batch; bounds the GPU working set)
+    prompt_len: jax.Array
+    gen_len: jax.Array
+    max_batch: jax.Array  # largest block (sequences) that fits with an all-activation cache
+    kv_batch: jax.Array  # largest block that fits with an all-KV cache (the baseline's block)
+    bins: int = 11
+    batch_bins: int = 8
+    max_steps: int = 16
+
+
+@pytree_dataclass
+class CacheRatioState:
+    kv_tokens: jax.Array  # per sequence, cached as K,V
+    act_tokens: jax.Array  # per sequence, cached as activations
+    batch: jax.Array  # sequences in the block (0 before the first step)
+    last_pcie_s: jax.Array
+    last_gpu_s: jax.Array
+    step: jax.Array  # i32
+
+
+def system_placement(params, share):
+    """The environment's fixed placement: weights split GPU/CPU at wg, cache and hidden states on the CPU,
+    GPU attention; `share` is the activation share of the entries being written."""
+    return offload.placement(params.wg, 1.0 - params.wg, 0.0, 1.0, 0.0, 1.0, share, 0.0)
+
+
+def tokens_per_step(params):
+    return params.gen_len / params.max_steps
+
+
+def host_used(params, batch, kv_tokens, act_tokens):
+    """Peak host bytes of a block whose sequences end with these cached tokens per form."""
+    p = system_placement(params, 0.0)
+    return offload.footprints(params.model, p, batch, jnp.minimum(params.gbs, batch), params.prompt_len,
+                              kv_tokens, act_tokens)[1]
+
+
+def gpu_used(params, batch, kv_tokens, act_tokens):
+    p = system_placement(params, 0.0)
+    return offload.footprints(params.model, p, batch, jnp.minimum(params.gbs, batch), params.prompt_len,
+                              kv_tokens, act_tokens)[0]
+
+
+def step_time(params, batch, kv_tokens, act_tokens, share, first):
+    """Seconds of one env step for the whole model: `tokens_per_step` decode iterations at the step's mean
+    context (entries of this step in form `share`), plus the prefill on the first step (prompt entries in
+    form `share`). Returns (total_s, pcie_s, gpu_s, bytes dict), PCIe and GPU time summed likewise."""
+    m, r = params.model, params.rates
+    k = tokens_per_step(params)
+    gbs = jnp.minimum(params.gbs, batch)
+    p = system_placement(params, share)
+    prompt = jnp.where(first, params.prompt_len, 0.0)
+    kv0 = kv_tokens + (1.0 - share) * prompt  # the prompt's entries exist before decoding starts
+    act0 = act_tokens + share * prompt
+    half = (k - 1.0) / 2.0 + 1.0  # mean new entries attended over the step's iterations (incl. its own)
+    d = offload.decode_layer(m, r, p, batch, gbs, kv0 + (1.0 - share) * half, act0 + share * half, share)
+    pre = offload.prefill_layer(m, r, p, batch, gbs, params.prompt_len, share)
+    pre_s = jnp.where(first, m.n_layers * pre["layer_s"], 0.0)
+    total = m.n_layers * k * d["layer_s"] + pre_s
+    pcie = m.n_layers * k * d["ctog_s"] + jnp.where(first, m.n_layers * pre["ctog_s"], 0.0)
+    gpu = m.n_layers * k * d["gpu_s"] + jnp.where(first, m.n_layers * pre["comp_s"], 0.0)
+    nbytes = {"pcie_bytes": m.n_layers * k * d["h2d_bytes"] + jnp.where(first, m.n_layers * pre["h2d_bytes"], 0.0),
+              "weights_bytes": m.n_layers * (k + first) * d["weights_h2d_bytes"],
+              "cache_bytes": m.n_layers * k * d["cache_h2d_bytes"],
+              "hidden_bytes": m.n_layers * k * d["hidden_h2d_bytes"]
+              + jnp.where(first, m.n_layers * (pre["h2d_bytes"] - d["weights_h2d_bytes"]), 0.0)}
+    return total, pcie, gpu, nbytes
+
+
+def static_episode(params, share, batch):
+    """Per-step (time_s f[max_steps], baseline_s f[max_steps]) of a whole episode at one static share and block
+    (used by the oracle and the reproduction): the closed form of the env's dynamics."""
+    k = tokens_per_step(params)
+    t = jnp.arange(params.max_steps, dtype=jnp.float32)
+    ctx = jnp.where(t > 0, params.prompt_len + t * k, 0.0)
+    first = t == 0
+
+    def one(c, f, a, b):
+        return step_time(params, b, (1.0 - a) * c, a * c, a, f)[0]
+    times = jax.vmap(one, in_axes=(0, 0, None, None))(ctx, first, share, batch)
+    base = jax.vmap(one, in_axes=(0, 0, None, None))(ctx, first, 0.0, params.kv_batch)
+    return times, base
+
+
+class CacheRatio(JaxEnv):
+    id = "CacheRatio-v0"
+    metric_names = ("iteration_time_s", "step_time_s", "tokens_per_s", "baseline_tokens_per_s",
+                    "speedup_same_batch", "pcie_time_s", "gpu_time_s", "pcie_bytes", "weights_bytes", "cache_bytes",
+                    "host_used_frac", "gpu_used_frac", "activation_share", "batch", "projected")
+
+    def default_params(self, model: str = "opt-66b", hardware: str = "a100-80gb-pcie4",
+                       host_memory_gb: float | None = 128.0, gpu_memory_gb: float | None = None,
+                       pcie_gbps: float | None = None, prompt_len: int = 512, gen_len: int = 128,
+                       gbs: int = 4, bins: int = 11, batch_bins: int = 8, max_steps: int = 16,
+                       ctog_overlap: float = 1.0, dtype: str = "fp16") -> CacheRatioParams:
+        """One scenario. Defaults: the reproduction's reference scenario (OPT-66B on an A100-80GB over PCIe 4
+        with 128 GB of host memory, prompt 512, 128 generated tokens; `memgym reproduce hybridserve`).
+        `hardware="t4-flexgen"` uses FlexGen's fitted T4 constants."""
+        if not isinstance(bins, int) or bins < 2 or not isinstance(batch_bins, int) or batch_bins < 1:
+            raise ValueError(f"bins must be an integer >= 2 and batch_bins >= 1, got {bins!r}, {batch_bins!r}")
+        if not isinstance(max_steps, int) or max_steps < 1 or prompt_len <= 0 or gen_len < max_steps:
+            raise ValueError(f"need max_steps >= 1, prompt_len > 0 and gen_len >= max_steps; got "
+                             f"max_steps={max_steps}, prompt_len={prompt_len}, gen_len={gen_len}")
+        m = config.load_model(model, dtype=dtype)
+        raw, _ = config.load_raw("hardware", hardware)
+        if "flexgen_fitted" in raw:
+            rates = offload.fitted_rates(hardware, ctog_overlap=ctog_overlap)
+        else:
+            rates = offload.roofline_rates(config.load_hardware(hardware), ctog_overlap=ctog_overlap)
+        rates = offload.with_capacity(rates, gpu_gb=gpu_memory_gb, cpu_gb=host_memory_gb, pcie_gbps=pcie_gbps)
+        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        params = CacheRatioParams(model=m, rates=rates, wg=f(0.0), gbs=f(gbs), prompt_len=f(prompt_len),
+                                  gen_len=f(gen_len), max_batch=f(1.0), kv_batch=f(1.0), bins=bins,
+                                  batch_bins=batch_bins, max_steps=max_steps)
+        params = _derive_jit(params)
+        end = float(params.prompt_len + params.gen_len)
+        gpu_over = float(gpu_used(params, params.gbs, end, 0.0)) > float(offload.capacities(rates)[0]) * (1 + 1e-6)
+        if float(params.kv_batch) < max(1.0, float(params.gbs)) or gpu_over:
+            raise ValueError(f"model '{model}' does not fit '{hardware}' with {host_memory_gb} GB of host memory at "
+                             f"gbs={gbs} (all-KV block {float(params.kv_batch):.0f} sequences, GPU working set "
+                             f"{'over' if gpu_over else 'within'} capacity); add memory, lower gbs or the lengths")
+        return params
+
+    def action_nvec(self, params):
+        return (params.bins, params.batch_bins)
+
+    def observation_size(self, params):
+        return 12
+
+    def observation_bounds(self, params):
+        return -10.0, 10.0
+
+    def feature_names(self, params):
+        return ("kv_tokens", "act_tokens", "last_pcie", "last_gpu", "host_free", "gpu_free", "step_frac",
+                "batch_frac", "pcie_at_kv", "gpu_at_kv", "pcie_at_act", "gpu_at_act")
+
+    # -- dynamics -------------------------------------------------------------------------------------
+    def reset_env(self, key, params):
+        z = jnp.float32(0.0)
+        state = CacheRatioState(kv_tokens=z, act_tokens=z, batch=z, last_pcie_s=z, last_gpu_s=z, step=jnp.int32(0))
+        return self.observe(state, params), state
+
+    def batch_of(self, bin_idx, params):
+        """Block size of bin j: kv_batch + (max_batch − kv_batch)·j / (batch_bins − 1) (bin 0 is the all-KV
+        block, the last the all-activation one)."""
+        frac = jnp.asarray(bin_idx, jnp.float32) / max(params.batch_bins - 1, 1)
+        return params.kv_batch + (params.max_batch - params.kv_batch) * frac
+
+    def _current_batch_bin(self, state, params):
+        span = jnp.maximum(params.max_batch - params.kv_batch, 1e-6)
+        j = jnp.round((state.batch - params.kv_batch) / span * max(params.batch_bins - 1, 1))
+        return jnp.clip(j, 0, params.batch_bins - 1).astype(jnp.int32)
+
+    def feasibility(self, state, params):
+        """share_ok bool[bins, batch_bins]: whether share bin i with block bin j keeps the run within host
+        memory if every later entry takes the smaller of the two forms (later steps: the current block)."""
+        first = state.step == 0
+        shares = jnp.linspace(0.0, 1.0, params.bins)
+        batches = jnp.where(first, self.batch_of(jnp.arange(params.batch_bins), params),
+                            jnp.full((params.batch_bins,), state.batch))
+        k = tokens_per_step(params)
+        now = jnp.where(first, params.prompt_len + k, k)  # entries written this step
+        written = state.kv_tokens + state.act_tokens + now
+        later = params.prompt_len + params.gen_len - written
+        act_smaller = offload.act_bytes_per_token_layer(params.model) <= offload.kv_bytes_per_token_layer(params.model)
+        kv_end = state.kv_tokens + (1.0 - shares) * now + jnp.where(act_smaller, 0.0, later)  # [bins]
+        act_end = state.act_tokens + shares * now + jnp.where(act_smaller, later, 0.0)
+        cap = offload.capacities(params.rates)[1] * (1 + 1e-6)
+        used = jax.vmap(lambda b: jax.vmap(lambda kv, ac: host_used(params, b, kv, ac))(kv_end, act_end))(batches)
+        return (used <= cap).T  # [bins, batch_bins]
+
+    def action_mask(self, state, params):
+        ok = self.feasibility(state, params)
+        first = state.step == 0
+        cur = self._current_batch_bin(state, params)
+        jb = jnp.arange(params.batch_bins)
+        batch_mask = jnp.where(first, ok.any(axis=0), jb == cur)
+        batch_mask = batch_mask | ~batch_mask.any()  # never empty
+        sh = jnp.where(first, ok.any(axis=1), ok[:, cur])
+        sh = sh | ~sh.any()
+        return jnp.concatenate([sh, batch_mask])
+
+    def project(self, action, state, params):
+        """(action, projected). First step: the share is kept (raised to the smallest share that fits some
+        block if none does) and the block falls to the largest feasible bin for it. Later steps: the block
+        is fixed and the share rises to the smallest feasible bin (the largest feasible one if none is
+        above). Out-of-range entries are clipped and flagged."""
+        raw = jnp.asarray(action, jnp.int32)
+        a = jnp.clip(raw, 0, jnp.asarray([params.bins - 1, params.batch_bins - 1]))
+        ok = self.feasibility(state, params)
+        first = state.step == 0
+        ib, jb = jnp.arange(params.bins), jnp.arange(params.batch_bins)
+        cur = self._current_batch_bin(state, params)
+
+        def rise(col, i0):
+            up = jnp.min(jnp.where(col & (ib >= i0), ib, params.bins))
+            return jnp.where(up < params.bins, up, jnp.max(jnp.where(col, ib, 0)))
+
+        # first step
+        s0 = rise(ok.any(axis=1), a[0])
+        row = ok[s0]
+        b0 = jnp.max(jnp.where(row & (jb <= a[1]), jb, -1))
+        b0 = jnp.where(b0 < 0, jnp.min(jnp.where(row, jb, params.batch_bins - 1)), b0)
+        # later steps
+        s1 = rise(ok[:, cur], a[0])
+        out = jnp.where(first, jnp.stack([s0, b0]), jnp.stack([s1, cur])).astype(jnp.int32)
+        projected = (out[0] != raw[0]) | (first & (out[1] != raw[1]))
+        return out, projected
+
+    def step_env(self, key, state, action, params):
+        act, projected = self.project(action, state, params)
+        share = act[0].astype(jnp.float32) / (params.bins - 1)
+        first = state.step == 0
+        batch = jnp.where(first, self.batch_of(act[1], params), state.batch)
+        k = tokens_per_step(params)
+        ctx = state.kv_tokens + state.act_tokens
+        # the policy's step, the baseline's (all-KV at its block) and all-KV at the policy's block, in one vmap
+        rows = (jnp.stack([batch, params.kv_batch, batch]), jnp.stack([state.kv_tokens, ctx, ctx]),
+                jnp.stack([state.act_tokens, 0.0, 0.0]), jnp.stack([share, 0.0, 0.0]))
+        t, pc, gp, nb = jax.vmap(lambda b, kv, ac, a: step_time(params, b, kv, ac, a, first))(*rows)
+        total, pcie, gpu, base, same = t[0], pc[0], gp[0], t[1], t[2]
+        nbytes = {k: v[0] for k, v in nb.items()}
+        tps = batch * k / total
+        base_tps = params.kv_batch * k / base
+        reward = tps / base_tps
+        now = jnp.where(first, params.prompt_len + k, k)
+        new = CacheRatioState(kv_tokens=state.kv_tokens + (1.0 - share) * now,
+                              act_tokens=state.act_tokens + share * now, batch=batch, last_pcie_s=pcie,
+                              last_gpu_s=gpu, step=state.step + 1)
+        end = params.prompt_len + params.gen_len
+        written = new.kv_tokens + new.act_tokens
+        kv_end, act_end = new.kv_tokens, new.act_tokens + (end - written)  # the rest at best as activations
+        metrics = {
+            "iteration_time_s": total / k, "step_time_s": total, "tokens_per_s": tps, "baseline_tokens_per_s": base_tps,
+            "speedup_same_batch": same / total, "pcie_time_s": pcie, "gpu_time_s": gpu,
+            "pcie_bytes": nbytes["pcie_bytes"], "weights_bytes": nbytes["weights_bytes"],
+            "cache_bytes": nbytes["cache_bytes"],
+            "host_used_frac": host_used(params, batch, new.kv_tokens, new.act_tokens)
+            / params.rates.cpu_capacity_bytes,
+            "gpu_used_frac": gpu_used(params, batch, kv_end, act_end) / params.rates.gpu_capacity_bytes,
+            "activation_share": share, "batch": batch, "projected": projected.astype(jnp.float32),
+        }
+        terminated = new.step >= params.max_steps
+        info = {"metrics": metrics, "projected": projected}
+        return self.observe(new, params), new, reward, terminated, jnp.bool_(False), info
+
+    def observe(self, state, params):
+        end = params.prompt_len + params.gen_len
+        first = state.step == 0
+        batch = jnp.where(first, params.kv_batch, state.batch)
+        ctx = state.kv_tokens + state.act_tokens
+        rows = (jnp.stack([params.kv_batch, batch, batch]), jnp.stack([ctx, state.kv_tokens, state.kv_tokens]),
+                jnp.stack([0.0, state.act_tokens, state.act_tokens]), jnp.asarray([0.0, 0.0, 1.0], jnp.float32))
+        t, pc, gp, _ = jax.vmap(lambda b, kv, ac, a: step_time(params, b, kv, ac, a, first))(*rows)
+        base, p0, g0, p1, g1 = t[0], pc[1], gp[1], pc[2], gp[2]
+        host = host_used(params, batch, state.kv_tokens, state.act_tokens) / offload.capacities(params.rates)[1]
+        gpu = gpu_used(params, batch, state.kv_tokens, state.act_tokens) / offload.capacities(params.rates)[0]
+        feats = jnp.stack([
+            state.kv_tokens / end, state.act_tokens / end, state.last_pcie_s / base, state.last_gpu_s / base,
+            1.0 - host, 1.0 - gpu, state.step / params.max_steps, state.batch / params.max_batch,
+            p0 / base, g0 / base, p1 / base, g1 / base]).astype(jnp.float32)
+        feats = jnp.clip(jnp.nan_to_num(feats, nan=0.0, posinf=10.0, neginf=-10.0), -10.0, 10.0)
+        return Observation(features=feats, action_mask=self.action_mask(state, params))
+
+
+def derive_capacity(params: CacheRatioParams) -> CacheRatioParams:
+    """wg = the largest weight share the GPU holds beside the working set (the smaller of the all-KV and
+    all-activation cases), then max_batch (all activations) and kv_batch (all K,V). Jittable, so scenarios
+    that vmap over host memory or lengths can re-derive them."""
+    m, r = params.model, params.rates
+    end = params.prompt_len + params.gen_len
+    p = system_placement(params, 0.0)
+    wg = jnp.minimum(offload.max_weights_on_gpu(m, r, p, params.gbs, params.prompt_len, end, 0.0),
+                     offload.max_weights_on_gpu(m, r, p, params.gbs, params.prompt_len, 0.0, end))
+    p = offload.placement(wg, 1.0 - wg, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0)
+    kv_b = offload.max_block(m, r, p, params.gbs, params.prompt_len, end, 0.0)
+    act_b = offload.max_block(m, r, p, params.gbs, params.prompt_len, 0.0, end)
+    kv_batch = jnp.floor(kv_b)
+    return dataclasses.replace(params, wg=wg, kv_batch=kv_batch, max_batch=jnp.maximum(jnp.floor(act_b), kv_batch))
+
+
+_derive_jit = jax.jit(derive_capacity)
