@@ -65,9 +65,15 @@ def _evaluate(args) -> int:
     seeds = args.seeds or ev.get("seeds", 10)
     repro = None
     if args.reproduce:
+        from memgym.envs.registry import canonical_id
+
         from . import reproduce
 
-        repro = {"h2m2": reproduce.reproduce_h2m2(bins=args.reproduce_bins)}
+        paper = {"KernelMapping-v0": "h2m2", "CacheRatio-v0": "hybridserve"}.get(canonical_id(exp.env))
+        if paper == "h2m2":
+            repro = {"h2m2": reproduce.reproduce_h2m2(bins=args.reproduce_bins)}
+        elif paper == "hybridserve":
+            repro = {"hybridserve": reproduce.reproduce_hybridserve()}
     summary = evaluate.evaluate(exp.env, exp.env_params, ev.get("scenarios") or {"default": {}}, seeds=seeds,
                                 learned_runs=args.checkpoints, out_dir=args.out, reproduce=repro,
                                 config_path=args.config)
