@@ -1,0 +1,321 @@
+"""`memgym report`: one self-contained HTML page and a Markdown twin from a (fake) results folder; every
+section present, images embedded and decodable, numbers matching summary.json, atomic writes, escaping,
+and a headless-Chromium render (skipped where Chromium is not installed)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+import re
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from memgym.train import report
+from report_fixture import TRAIN_STEPS, build_results
+
+SECTION_IDS = ["headline", "scores", "per-scenario", "learning", "decisions", "breakdown", "reproduction", "about"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--hide-scrollbars"]
+
+
+class Page(HTMLParser):
+    """The parts of the report the tests look at: h2 ids and titles in order; per section its text, <img>
+    sources and tables ({"head": [th texts], "rows": [(row class, [td texts])]}); every src/href."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.ids, self.titles, self.sections, self.urls, self.tags = [], [], {}, [], []
+        self._sid, self._in_h2, self._in_head, self._row, self._cell = None, False, False, None, None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        self.urls += [(tag, a[k]) for k in ("src", "href") if k in a]
+        if tag == "h2":
+            self._sid, self._in_h2 = a.get("id"), True
+            self.ids.append(self._sid)
+            self.titles.append("")
+            self.sections[self._sid] = {"text": "", "imgs": [], "tables": []}
+        elif tag == "img":
+            self.sections[self._sid]["imgs"].append(a["src"])
+        elif tag == "table":
+            self.sections[self._sid]["tables"].append({"head": [], "rows": []})
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tr":
+            self._row = (a.get("class") or "", [])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+        elif tag == "thead":
+            self._in_head = False
+        elif tag in ("td", "th"):
+            self._row[1].append(self._cell)
+            self._cell = None
+        elif tag == "tr":
+            table = self.sections[self._sid]["tables"][-1]
+            if self._in_head:
+                table["head"] = self._row[1]
+            else:
+                table["rows"].append(self._row)
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.titles[-1] += data
+        if self._cell is not None:
+            self._cell += data
+        if self._sid:
+            self.sections[self._sid]["text"] += data
+
+    def all_imgs(self):
+        return [src for s in self.sections.values() for src in s["imgs"]]
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    assert data.startswith(PNG_SIGNATURE)
+    pixels = mpimg.imread(io.BytesIO(data), format="png")
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) > 50
+    return pixels
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def make_report(tmp_path, **kw):
+    results = build_results(tmp_path, **kw)
+    html_path, md_path = report.write_report(results, tmp_path / "out" / "report.html")
+    return results, html_path, md_path, Page(html_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return make_report(tmp_path_factory.mktemp("report"))
+
+
+def test_every_section_is_present_in_order(built):
+    _, html_path, md_path, page = built
+    assert page.ids == SECTION_IDS
+    assert (html_path, md_path) == (html_path.with_suffix(".html"), html_path.with_suffix(".md"))
+    for sid in SECTION_IDS:
+        assert page.sections[sid]["text"].strip(), f"section {sid} is empty"
+
+
+def test_images_are_embedded_pngs_and_nothing_is_external(built):
+    _, _, _, page = built
+    for sid in ("scores", "learning", "decisions", "breakdown"):
+        assert page.sections[sid]["imgs"], f"no plot in {sid}"
+    assert len(page.all_imgs()) == 7  # scores, profile, learning, env metrics, actions, outcomes, breakdown
+    for src in page.all_imgs():
+        assert src.startswith("data:image/png;base64,")
+        decode_png(base64.b64decode(src.split(",", 1)[1], validate=True))
+    assert "link" not in page.tags
+    external = [(t, u) for t, u in page.urls if not (u.startswith("data:") or u.startswith("#"))]
+    assert external == []
+    assert {u[1:] for t, u in page.urls if t == "a"} == set(SECTION_IDS)  # the navigation links resolve
+
+
+def test_tables_are_real_tables(built):
+    _, _, _, page = built
+    tables = [t for s in page.sections.values() for t in s["tables"]]
+    assert len(tables) == 6  # headline, per-scenario scores and metrics, breakdown, two reproduction papers
+    for t in tables:
+        assert t["head"] and t["rows"]
+        assert all(len(cells) == len(t["head"]) for _, cells in t["rows"])
+
+
+def test_headline_numbers_match_summary(built):
+    results, _, _, page = built
+    summary = json.loads((results / "summary.json").read_text())
+    (table,) = page.sections["headline"]["tables"]
+    assert table["head"][:3] == ["Policy", "Kind", "IQM score"]
+    close = lambda text, x: math.isclose(number(text), x, rel_tol=5.1e-3, abs_tol=1e-9)  # noqa: E731 (3 sig. digits)
+    names = []
+    for cls, cells in table["rows"]:
+        name = cells[0].replace("★", "").replace("◆", "").strip()
+        s = summary["policies"][name]
+        names.append(name)
+        assert cells[1] == s["kind"] == cls
+        assert close(cells[2], s["iqm"]), (name, cells[2], s["iqm"])
+        lo, hi = re.findall(r"[-\d.,e+]+", cells[3])
+        assert close(lo, s["iqm_ci"][0]) and close(hi, s["iqm_ci"][1])
+        assert close(cells[4], s["mean"])
+        if name != summary["heuristic"]:
+            assert close(cells[5].split()[0], s["prob_improvement"])
+        assert close(cells[6], s["iqm_vs_oracle"]) and close(cells[7], s["optimality_gap"])
+    assert sorted(names) == sorted(summary["policies"])
+    assert [summary["policies"][n]["iqm"] for n in names] == sorted((s["iqm"] for s in summary["policies"].values()),
+                                                                   reverse=True)
+    marked = {cells[0] for _, cells in table["rows"]}
+    assert "h2m2 ★" in marked and "oracle ◆" in marked
+
+
+def test_per_scenario_table_matches_results_csv(built):
+    import pandas as pd
+
+    results, _, _, page = built
+    table = pd.read_csv(results / "results.csv")
+    scores = page.sections["per-scenario"]["tables"][0]
+    assert scores["head"] == ["Policy", "short", "long", "all"]
+    for _, (policy, short, long, overall) in scores["rows"]:
+        rows = table[table.policy == policy]
+        assert math.isclose(number(long), rows[rows.scenario == "long"].score_vs_heuristic.mean(), rel_tol=5.1e-3)
+        assert math.isclose(number(overall), rows.score_vs_heuristic.mean(), rel_tol=5.1e-3)
+    metrics = page.sections["per-scenario"]["tables"][1]
+    assert metrics["head"][1:3] == ["iteration_time_s", "speedup"]
+
+
+def test_markdown_twin_has_the_same_sections_and_images(built):
+    _, _, md_path, page = built
+    md = md_path.read_text()
+    assert re.findall(r"^## (.+)$", md, re.M) == page.titles
+    refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(refs) == len(page.all_imgs())
+    for ref in refs:
+        assert not ref.startswith("/") and ref.startswith(f"{md_path.stem}_files/")
+        decode_png((md_path.parent / ref).read_bytes())
+    assert md.count("\n|---|") == sum(len(s["tables"]) for s in page.sections.values())
+
+
+def test_written_atomically(built, tmp_path, monkeypatch):
+    _, html_path, md_path, _ = built
+    leftovers = [p.name for p in html_path.parent.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert leftovers == []
+    assert oct(html_path.stat().st_mode & 0o777) == oct(0o644)
+    results = build_results(tmp_path, with_runs=False)
+    out = tmp_path / "out" / "report.html"
+    out.parent.mkdir()
+    out.write_bytes(b"the previous report")
+
+    def refuse(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report.os, "replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_report(results, out)
+    assert out.read_bytes() == b"the previous report"
+    assert [p.name for p in out.parent.rglob("*") if p.suffix == ".tmp"] == []
+
+
+def test_missing_optional_files_still_give_every_section(tmp_path):
+    results = build_results(tmp_path, with_runs=False, with_reproduce=False)
+    (results / "decisions.json").unlink()
+    (results / "breakdown.json").unlink()
+    _, md_path = report.write_report(results)  # default: RESULTS_DIR/report.html
+    page = Page((results / "report.html").read_text())
+    assert page.ids == SECTION_IDS
+    assert "memgym reproduce h2m2" in page.sections["reproduction"]["text"]
+    assert "No training runs" in page.sections["learning"]["text"]
+    for sid in ("learning", "decisions", "breakdown", "reproduction"):
+        assert page.sections[sid]["imgs"] == [] and page.sections[sid]["tables"] == []
+    assert re.findall(r"^## (.+)$", md_path.read_text(), re.M) == page.titles
+
+
+def test_learning_curves_come_from_the_event_files(built, tmp_path):
+    results, _, _, page = built
+    runs = json.loads((results / "summary.json").read_text())["runs"]
+    if not runs:
+        pytest.skip("no TensorBoard event writer available to build the fixture's training run")
+    curves, missing = report.read_learning_curves([*runs, str(tmp_path / "no-such-run")])
+    assert missing == [str(tmp_path / "no-such-run")]
+    assert sorted(c["part"] for c in curves) == ["tb/ppo_jax/seed_0", "tb/ppo_jax/seed_1"]
+    for c in curves:
+        steps, values = c["scalars"]["rollout/ep_rew_mean"]
+        assert steps.tolist() == list(TRAIN_STEPS) and values[0] < values[-1]
+        assert report.reference_returns(c["scalars"]) == {"h2m2": 24.0}
+    assert len(page.sections["learning"]["imgs"]) == 2  # the return curve and the env/* small multiples
+    assert "2 log folders from 1 run)" in page.sections["learning"]["text"]
+
+
+def test_reproduction_tables_are_generic(built):
+    _, _, _, page = built
+    h2m2, tdmem = page.sections["reproduction"]["tables"]
+    assert h2m2["head"][1] == "speedup_h2m2" and "paper.h2m2" in h2m2["head"]
+    assert "contexts" not in " ".join(h2m2["head"])  # lists are left out
+    rows = {cells[0]: dict(zip(h2m2["head"], cells)) for _, cells in h2m2["rows"]}
+    assert list(rows) == ["gpt3-175b", "chinchilla-70b", "llama2-70b", "dynamic"]
+    assert rows["llama2-70b"]["speedup_h2m2"] == "2.90" and rows["dynamic"]["speedup_oracle"] == "–"
+    assert rows["dynamic"]["paper.flexgen_static"] == "1.25"
+    assert tdmem["head"] == ["Model", "local_hit_rate", "paper.local_hit_rate"]
+    wide = report.reproduction_table({"m": {f"speedup_{i}": i / 3 for i in range(12)}})
+    assert wide.header == ["Quantity", "m"] and len(wide.rows) == 12  # too wide: transposed
+    flat = report.reproduction_table({"speedup_hybridserve": 1.234, "layers": [1, 2]}, "hybridserve")
+    assert flat == report.Table(["Model", "speedup_hybridserve"], [["hybridserve", "1.23"]])  # a flat block: one row
+
+
+@pytest.mark.parametrize("value, text", [(1.23456, "1.23"), (1.0, "1.00"), (0.5, "0.500"), (123.4, "123"),
+                                         (12345.6, "12,300"), (3.2e10, "3.20e+10"), (0.00042, "4.20e-04"),
+                                         (0.0, "0"), (None, "–"), (float("nan"), "–"), (8, "8"),
+                                         (np.float32(2.5), "2.50"), ("gpt3", "gpt3")])
+def test_numbers_have_three_significant_digits(value, text):
+    assert report.fmt(value) == text
+
+
+def test_text_is_escaped(tmp_path):
+    _, html_path, md_path, page = make_report(tmp_path, learned="ppo<b>&", with_runs=False)
+    text = html_path.read_text()
+    assert "ppo<b>" not in text and "ppo&lt;b&gt;&amp;" in text
+    assert "ppo<b>&" in page.sections["headline"]["text"]  # the parsed page shows the name as text
+    assert "ppo<b>" not in md_path.read_text()
+
+
+def test_bad_input_names_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="summary.json"):
+        report.write_report(tmp_path, tmp_path / "r.html")
+    results = build_results(tmp_path, with_runs=False)
+    (results / "breakdown.json").write_text("{not json")
+    with pytest.raises(ValueError, match="breakdown.json"):
+        report.write_report(results, tmp_path / "r.html")
+    with pytest.raises(ValueError, match=".html"):
+        report.write_report(results, tmp_path / "r.md")
+
+
+def run_chromium(tmp_path, name: str, *args, timeout=60) -> str:
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / ('profile-' + name)}", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def body_counts(dom: str) -> tuple[int, int]:
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    return (int(re.search(r'data-images="(\d+)"', body).group(1)),
+            int(re.search(r'data-broken-images="(\d+)"', body).group(1)))
+
+
+def test_renders_in_headless_chromium(built, tmp_path):
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (CI installs Debian's chromium package)")
+    _, html_path, _, page = built
+    dom = run_chromium(tmp_path, "dom", "--virtual-time-budget=5000", "--dump-dom", html_path.as_uri())
+    n_tables = sum(len(s["tables"]) for s in page.sections.values())
+    assert dom.count("<table") == n_tables and dom.count("<th") >= n_tables
+    assert body_counts(dom) == (len(page.all_imgs()), 0)
+    assert all(f'id="{sid}"' in dom for sid in SECTION_IDS)
+
+    # the broken-image check itself can fail: one undecodable image is counted
+    broken = tmp_path / "broken.html"
+    first = page.all_imgs()[0]
+    broken.write_text(html_path.read_text().replace(first, "data:image/png;base64,AAAA", 1))
+    dom = run_chromium(tmp_path, "broken", "--virtual-time-budget=5000", "--dump-dom", broken.as_uri())
+    assert body_counts(dom) == (len(page.all_imgs()), 1)
+
+    shot = tmp_path / "shot.png"
+    run_chromium(tmp_path, "shot", f"--screenshot={shot}", "--window-size=1280,4000", "--virtual-time-budget=5000",
+                 html_path.as_uri())
+    pixels = decode_png(shot.read_bytes())
+    assert pixels.shape[:2] == (4000, 1280) and float(pixels[..., :3].std()) > 0.01
