@@ -1,0 +1,223 @@
+"""Training: experiment configs, the JAX PPO trainer (GAE with truncation, masks, TensorBoard, checkpoints,
+resume), SB3 training through the VecEnv adapter, and the learned-policy loaders. Tiny scenarios only."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+
+from memgym.policies.learned import (
+    entropy, flat_to_multi, greedy_action, latest_checkpoint, load_jax_policy, log_prob, multi_to_flat,
+    read_checkpoint, sample_action)
+from memgym.sim.config import ConfigError
+from memgym.train import experiment
+from memgym.train.ppo_jax import compute_gae
+from memgym.train.tblog import read_scalars
+
+TINY_ENV = {"model": "llama2-70b", "batch": 8, "bins": 4, "max_steps": 8}
+SB3_TAGS = ("rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps", "train/loss", "train/value_loss",
+            "train/policy_gradient_loss", "train/entropy_loss", "train/approx_kl", "train/clip_fraction",
+            "train/explained_variance", "train/learning_rate")
+
+
+def tiny(algorithm="ppo_jax", **over):
+    d = {"name": f"tiny-{algorithm.lower()}", "env": "memgym/KernelMapping-v0", "env_params": dict(TINY_ENV),
+         "algorithm": algorithm, "total_timesteps": 2048, "seed": 0, "checkpoint_every": 1024, "log_every": 256}
+    if algorithm == "ppo_jax":
+        d.update(num_envs=16, n_seeds=2, hyperparameters={"num_steps": 8})
+    else:
+        d.update(num_envs=4, hyperparameters={"n_steps": 64, "batch_size": 64, "n_epochs": 2})
+    d.update(over)
+    return d
+
+
+def write(tmp_path, d, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+# -- GAE and masks -------------------------------------------------------------------------------------------
+def test_gae_bootstraps_truncation_from_final_observation_and_not_termination():
+    gamma, lam = 0.9, 0.8
+    rewards = jnp.ones(4)
+    values = jnp.full(4, 0.5)
+    terminated = jnp.array([False, True, False, False])
+    truncated = jnp.array([False, False, False, True])
+    final_values = jnp.array([100.0, 100.0, 100.0, 3.0])  # only the truncated step's may matter
+    last_value = jnp.float32(2.0)  # V(obs after the last step): belongs to the next episode here
+    adv, targets = compute_gae(rewards, values, last_value, final_values, terminated, truncated, gamma, lam)
+    a3 = 1 + gamma * 3.0 - 0.5  # truncated: bootstrap from V(final_observation) = 3, not from last_value
+    a2 = (1 + gamma * 0.5 - 0.5) + gamma * lam * a3
+    a1 = 1 + 0.0 - 0.5  # terminated: no bootstrap at all, although final_values[1] = 100
+    a0 = (1 + gamma * 0.5 - 0.5) + gamma * lam * a1
+    np.testing.assert_allclose(adv, [a0, a1, a2, a3], rtol=1e-6)
+    np.testing.assert_allclose(targets, np.array([a0, a1, a2, a3]) + 0.5, rtol=1e-6)
+    # PureJaxRL's done-masking would give 1 - 0.5 at the truncated step
+    assert abs(float(adv[3]) - 0.5) > 1.0
+
+
+def test_gae_without_episode_end_bootstraps_from_last_value():
+    adv, _ = compute_gae(jnp.zeros(2), jnp.zeros(2), jnp.float32(1.0), jnp.full(2, 50.0),
+                         jnp.zeros(2, bool), jnp.zeros(2, bool), 1.0, 1.0)
+    np.testing.assert_allclose(adv, [1.0, 1.0])
+
+
+def test_masked_bins_are_never_sampled_nor_chosen():
+    nvec = (4, 4, 4)
+    key = jax.random.PRNGKey(0)
+    mask = jax.random.bernoulli(key, 0.5, (512, 12))
+    mask = mask.at[:, jnp.array([1, 6, 11])].set(True)  # every dimension keeps at least one bin
+    logits = jnp.where(mask, 0.0, 50.0)  # the network strongly prefers the masked bins
+    actions = jax.vmap(lambda k, lg, m: sample_action(k, lg, m, nvec))(jax.random.split(key, 512), logits, mask)
+    chosen = mask.reshape(512, 3, 4)[jnp.arange(512)[:, None], jnp.arange(3)[None, :], actions]
+    assert bool(chosen.all())
+    greedy = greedy_action(logits, mask, nvec)
+    assert bool(mask.reshape(512, 3, 4)[jnp.arange(512)[:, None], jnp.arange(3)[None, :], greedy].all())
+    assert bool(jnp.isfinite(log_prob(logits, mask, actions, nvec)).all())
+    assert bool(jnp.isfinite(entropy(logits, mask, nvec)).all())
+
+
+def test_flat_dqn_actions_round_trip():
+    nvec = (3, 4, 5)
+    idx = np.arange(60)
+    multi = flat_to_multi(idx, nvec)
+    assert multi.shape == (60, 3) and (multi < np.array(nvec)).all()
+    np.testing.assert_array_equal(multi_to_flat(multi, nvec), idx)
+    np.testing.assert_array_equal(multi[1], [0, 0, 1])  # the last dimension varies fastest
+
+
+# -- configs -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("change, key, words", [
+    ({"algorithm": "SAC"}, "algorithm", "ppo_jax"),
+    ({"env": "memgym/NoSuchEnv-v0"}, "env", "KernelMapping-v0"),
+    ({"total_timesteps": "100k"}, "total_timesteps", "integer"),
+    ({"num_envs": 2.5}, "num_envs", "integer"),
+    ({"hyperparameters": {"num_steps": 8, "learning_rte": 1e-3}}, "hyperparameters.learning_rte", "learning_rate"),
+    ({"hyperparameters": {"learning_rate": "3e-4"}}, "hyperparameters.learning_rate", "decimal point"),
+    ({"hyperparameters": {"hidden": 64}}, "hyperparameters.hidden", "list"),
+    ({"env_params": {"model": "llama2-70b", "bins": 4, "max_step": 8}}, "env_params.max_step", "max_steps"),
+    ({"env_params": {"model": "llama2-70b", "workload": "bursty"}}, "env_params.workload", "dynamic"),
+    ({"n_seeds": 0}, "n_seeds", ">= 1"),
+    ({"eval": {"seeds": "many"}}, "eval.seeds", "integer"),
+    ({"eval": {"scenarios": {"small": {"hbm_capacity": 48}}}}, "eval.scenarios.small.hbm_capacity", "hbm_capacity_gb"),
+    ({"learning_rate": 0.1}, "learning_rate", "valid keys"),
+])
+def test_bad_config_names_file_and_key(tmp_path, change, key, words):
+    path = write(tmp_path, {**tiny(), **change})
+    with pytest.raises(ConfigError) as e:
+        experiment.load(path)
+    assert e.value.key == key
+    assert str(path) in str(e.value) and words in str(e.value)
+
+
+def test_sb3_config_rejects_unknown_constructor_argument_and_many_seeds(tmp_path):
+    with pytest.raises(ConfigError, match="hyperparameters.n_step'"):
+        experiment.load(write(tmp_path, tiny("PPO", hyperparameters={"n_step": 64})))
+    with pytest.raises(ConfigError, match="n_seeds"):
+        experiment.load(write(tmp_path, tiny("PPO", n_seeds=4)))
+
+
+def test_resolved_config_reloads_to_the_same_experiment(tmp_path):
+    exp = experiment.load(write(tmp_path, tiny(hyperparameters={"num_steps": 8, "learning_rate": 1e-3})))
+    assert exp.hyperparameters["gamma"] == 0.99 and exp.hyperparameters["learning_rate"] == 1e-3  # defaults in
+    path = experiment.write_resolved(exp, tmp_path / "run")
+    again = experiment.load(path)
+    assert again == exp and again.to_dict() == yaml.safe_load(path.read_text())
+
+
+def test_shipped_experiment_configs_validate():
+    names = experiment.presets("experiments")
+    assert {"kernel-mapping-ppo-jax", "kernel-mapping-maskable-ppo", "kernel-mapping-ppo-sb3",
+            "kernel-mapping-dqn"} <= set(names)
+    for name in names:
+        assert experiment.load(name).name == name
+    main = experiment.load("kernel-mapping-ppo-jax")
+    assert main.algorithm == "ppo_jax" and main.env_params["model"] == "gpt3-175b"
+    assert {"hbm-48gb", "hbm-192gb", "dynamic", "llama2-70b"} <= set(main.eval["scenarios"])
+
+
+# -- training runs -------------------------------------------------------------------------------------------
+def _check_tags(scalars, extra=()):
+    missing = [t for t in (*SB3_TAGS, *extra, "baseline/h2m2/ep_rew_mean", "env/speedup", "env/tokens_per_s")
+               if t not in scalars]
+    assert not missing, missing
+    ref = {v for _, v in scalars["baseline/h2m2/ep_rew_mean"]}
+    assert len(ref) == 1 and ref.pop() > 0  # a horizontal line at the heuristic's return
+
+
+def test_ppo_jax_trains_logs_checkpoints_and_resumes(tmp_path):
+    exp = experiment.load(write(tmp_path, tiny()))
+    run = tmp_path / "run"
+    first = experiment.train(exp, run_dir=run, progress=False)
+    assert first["global_step"] == 2048
+    scalars = read_scalars(run / "tb")
+    _check_tags(scalars)
+    steps = [s for s, _ in scalars["rollout/ep_rew_mean"]]
+    assert steps[-1] == 2048 and len(set(steps)) == len(steps) // 2  # two seeds, one curve each
+    assert experiment.load(run / "config.yaml") == exp
+
+    with pytest.raises(ConfigError, match="--resume"):
+        experiment.train(exp, run_dir=run, progress=False)  # refuses to overwrite a run
+    more = experiment.load(run / "config.yaml", total_timesteps=1024)
+    second = experiment.train(more, run_dir=run, resume=True, progress=False)
+    assert second["start_step"] == 2048 and second["global_step"] == 2048 + 1024
+    _, meta = read_checkpoint(latest_checkpoint(run))
+    assert meta["global_step"] == 3072 and meta["updates"] == 3072 // (16 * 8)
+    steps = sorted({s for s, _ in read_scalars(run / "tb")["rollout/ep_rew_mean"]})
+    assert steps[-1] == 3072 and 2048 in steps and all(b > a for a, b in zip(steps, steps[1:]))
+    assert len([s for s in steps if s > 2048]) == 1024 // 256
+
+    # the learned policy: jittable, vmappable, greedy within the mask
+    from memgym.envs.registry import make
+
+    env, params = make(exp.env, **exp.env_params)
+    keys = jax.random.split(jax.random.PRNGKey(0), 6)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    obs = obs._replace(action_mask=obs.action_mask.at[:, 0:3].set(False))  # only bin 3 left for attention
+    actions = jax.jit(jax.vmap(load_jax_policy(run), in_axes=(0, 0, 0, None)))(keys, obs, state, params)
+    assert actions.shape == (6, 3) and bool((actions[:, 0] == 3).all())
+    sampled = jax.jit(jax.vmap(load_jax_policy(run, sample=True), in_axes=(0, 0, 0, None)))(keys, obs, state, params)
+    assert bool((sampled[:, 0] == 3).all()) and bool((sampled < 4).all())
+
+
+def test_ppo_jax_resume_mismatch_is_refused(tmp_path):
+    run = tmp_path / "run"
+    exp = experiment.load(write(tmp_path, tiny()))
+    experiment.write_resolved(exp, run)
+    other = experiment.load(write(tmp_path, tiny(seed=3), "other.yaml"))
+    with pytest.raises(ConfigError, match="seed"):
+        experiment.train(other, run_dir=run, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("algorithm", ["PPO", "MaskablePPO"])
+def test_sb3_trains_logs_checkpoints(tmp_path, algorithm):
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("sb3_contrib")
+    from memgym.policies.learned import load_sb3_policy
+
+    exp = experiment.load(write(tmp_path, tiny(algorithm, total_timesteps=512, checkpoint_every=256,
+                                               log_every=256)))
+    run = tmp_path / "run"
+    summary = experiment.train(exp, run_dir=run, progress=False)
+    assert summary["global_step"] == 512
+    scalars = read_scalars(run / "tb")
+    _check_tags(scalars)
+    assert (run / "tb" / f"{algorithm}_1").is_dir()
+    assert latest_checkpoint(run, ".zip").name == f"{algorithm}_{512:012d}.zip"
+    act = load_sb3_policy(run)
+    mask = np.ones((5, 12), bool)
+    mask[:, 3] = False
+    actions = act(np.zeros((5, 20), np.float32), mask)
+    assert actions.shape == (5, 3) and (actions >= 0).all() and (actions < 4).all()
+    if algorithm == "MaskablePPO":
+        assert (actions[:, 0] != 3).all()
+        more = experiment.load(run / "config.yaml", total_timesteps=256)
+        second = experiment.train(more, run_dir=run, resume=True, progress=False)
+        assert second["global_step"] == 768
+        steps = sorted({s for s, _ in read_scalars(run / "tb")["rollout/ep_rew_mean"]})
+        assert steps[-1] == 768 and 512 in steps
+        assert latest_checkpoint(run, ".zip").name == f"MaskablePPO_{768:012d}.zip"

@@ -1,0 +1,318 @@
+"""Experiment configs: one YAML file says what to train, on which scenario, for how long.
+
+Schema (`configs/experiments/<name>.yaml`; keys marked * are required):
+
+    name*            str    run folder name: runs/<name>/ (letters, digits, . _ -)
+    env*             str    a registered id, with or without the "memgym/" prefix (KernelMapping-v0)
+    env_params       map    keyword arguments of env.default_params (checked by calling it), default {}
+    algorithm*       str    ppo_jax | PPO | A2C | DQN | MaskablePPO
+    total_timesteps* int    > 0; env steps per seed (with --resume: steps added to the checkpoint's count)
+    seed             int    >= 0, default 0
+    num_envs         int    > 0, default 128 (ppo_jax) or 8 (SB3)
+    n_seeds          int    > 0, default 1; ppo_jax trains the seeds vmapped in one program; SB3 must be 1
+    hyperparameters  map    algorithm-specific, default {}. ppo_jax: keys of
+                            memgym.train.ppo_jax.HYPERPARAMETERS (unknown keys are an error), defaults filled
+                            in. SB3: constructor keyword arguments of the algorithm class (checked against its
+                            signature), passed through.
+    checkpoint_every int    > 0, timesteps between checkpoints, default total_timesteps // 10
+    log_every        int    > 0, timesteps between TensorBoard points, default total_timesteps // 100
+                            (ppo_jax: rounded down to whole updates; SB3 on-policy: to whole rollouts;
+                            DQN logs every 4 episodes, SB3's default)
+    eval             map    for `memgym evaluate`: seeds: int > 0, scenarios: {name: {env_params overrides}}
+
+A run folder `runs/<name>/` (or --run-dir) holds `config.yaml` (this config resolved: defaults filled in, the
+env id canonical; loading it gives the same Experiment), TensorBoard event files under `tb/`, and
+`checkpoints/`. Files are written atomically (a temporary file, then os.replace).
+
+YAML 1.1 reads `3e-4` as text (it wants `3.0e-4`); such values are refused with that hint rather than passed on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import pathlib
+import re
+
+import yaml
+
+from memgym.envs import registry
+from memgym.sim.config import ConfigError, preset_path, presets  # noqa: F401 (presets: re-exported)
+
+ALGORITHMS = ("ppo_jax", "PPO", "A2C", "DQN", "MaskablePPO")
+SB3_ALGORITHMS = ALGORITHMS[1:]
+KEYS = ("name", "env", "env_params", "algorithm", "total_timesteps", "seed", "num_envs", "n_seeds",
+        "hyperparameters", "checkpoint_every", "log_every", "eval")
+REQUIRED = ("name", "env", "algorithm", "total_timesteps")
+
+
+@dataclasses.dataclass
+class Experiment:
+    name: str
+    env: str
+    env_params: dict
+    algorithm: str
+    total_timesteps: int
+    seed: int
+    num_envs: int
+    n_seeds: int
+    hyperparameters: dict
+    checkpoint_every: int
+    log_every: int
+    eval: dict
+    source: str = dataclasses.field(default="<dict>", compare=False)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _type_name(v) -> str:
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _number_hint(v) -> str:
+    if isinstance(v, str):
+        try:
+            float(v)
+            return f"; YAML read {v!r} as text: write it with a decimal point, e.g. 3.0e-4"
+        except ValueError:
+            pass
+    return ""
+
+
+def _int(d, key, file, minimum=1, default=None):
+    v = d.get(key, default)
+    if not _is_int(v) or v < minimum:
+        raise ConfigError(file, key, f"must be an integer >= {minimum}, got {_type_name(v)}{_number_hint(v)}")
+    return v
+
+
+def _mapping(d, key, file):
+    v = d.get(key, {})
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ConfigError(file, key, f"must be a mapping (key: value lines), got {_type_name(v)}")
+    return dict(v)
+
+
+def _check_env_params(env_id, env_params, file, key="env_params"):
+    """Call env.default_params with the overrides; name the offending key on failure."""
+    env = registry.env_class(env_id)()
+    sig = inspect.signature(env.default_params)
+    valid = [p for p in sig.parameters if p != "self"]
+    for k in env_params:
+        if k not in valid:
+            raise ConfigError(file, f"{key}.{k}", f"unknown parameter of {env_id}; valid: {', '.join(valid)}")
+
+    def attempt(kwargs):
+        try:
+            env.default_params(**kwargs)
+            return None
+        except (ValueError, TypeError, KeyError) as e:  # ConfigError is a ValueError
+            return e
+
+    err = attempt(env_params)
+    if err is None:
+        return
+    for k, v in env_params.items():  # the first key that fails on its own, else the combination
+        if attempt({k: v}) is not None:
+            raise ConfigError(file, f"{key}.{k}", f"{v!r} rejected: {err}")
+    raise ConfigError(file, key, f"rejected: {err}")
+
+
+def _check_ppo_jax_hyperparameters(hp, file):
+    from .ppo_jax import HYPERPARAMETERS, default_hyperparameters
+
+    out = default_hyperparameters()
+    for k, v in hp.items():
+        if k not in HYPERPARAMETERS:
+            raise ConfigError(file, f"hyperparameters.{k}",
+                              f"unknown ppo_jax hyperparameter; valid: {', '.join(HYPERPARAMETERS)}")
+        kind = HYPERPARAMETERS[k][1]
+        where = f"hyperparameters.{k}"
+        if kind == "int" and not (_is_int(v) and v > 0):
+            raise ConfigError(file, where, f"must be an integer > 0, got {_type_name(v)}{_number_hint(v)}")
+        if kind == "float" and not (_is_number(v) and v >= 0):
+            raise ConfigError(file, where, f"must be a number >= 0, got {_type_name(v)}{_number_hint(v)}")
+        if kind == "fraction" and not (_is_number(v) and 0 <= v <= 1):
+            raise ConfigError(file, where, f"must be a number in [0, 1], got {_type_name(v)}{_number_hint(v)}")
+        if kind == "bool" and not isinstance(v, bool):
+            raise ConfigError(file, where, f"must be true or false, got {_type_name(v)}")
+        if kind == "sizes" and not (isinstance(v, list) and v and all(_is_int(x) and x > 0 for x in v)):
+            raise ConfigError(file, where, f"must be a list of positive integers (layer widths), got {v!r}")
+        if isinstance(kind, tuple) and v not in kind:
+            raise ConfigError(file, where, f"must be one of {', '.join(kind)}, got {v!r}")
+        out[k] = float(v) if kind in ("float", "fraction") else v
+    return out
+
+
+def _check_sb3_hyperparameters(algorithm, hp, file):
+    if algorithm == "MaskablePPO":
+        from sb3_contrib import MaskablePPO as cls
+    else:
+        import stable_baselines3
+
+        cls = getattr(stable_baselines3, algorithm)
+    reserved = {"env", "policy", "seed", "tensorboard_log", "verbose", "_init_setup_model", "device"}
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in reserved | {"self"}]
+    for k, v in hp.items():
+        if k not in valid:
+            raise ConfigError(file, f"hyperparameters.{k}",
+                              f"not a {algorithm} constructor argument; valid: {', '.join(valid)}")
+        if isinstance(v, str) and _number_hint(v):
+            raise ConfigError(file, f"hyperparameters.{k}", f"got text {v!r}{_number_hint(v)}")
+    return hp
+
+
+def _check_eval(ev, file):
+    for k in ev:
+        if k not in ("seeds", "scenarios"):
+            raise ConfigError(file, f"eval.{k}", "unknown key; valid keys: scenarios, seeds")
+    if "seeds" in ev:
+        v = ev["seeds"]
+        if not _is_int(v) or v < 1:
+            raise ConfigError(file, "eval.seeds", f"must be an integer >= 1, got {_type_name(v)}")
+    scenarios = ev.get("scenarios", {})
+    if not isinstance(scenarios, dict):
+        raise ConfigError(file, "eval.scenarios", f"must be a mapping of name: {{env_params overrides}}, "
+                                                  f"got {_type_name(scenarios)}")
+    for name, over in scenarios.items():
+        if not isinstance(over, dict):
+            raise ConfigError(file, f"eval.scenarios.{name}",
+                              f"must be a mapping of env_params overrides, got {_type_name(over)}")
+    return ev
+
+
+def validate(d, file="<dict>") -> Experiment:
+    """A raw mapping -> Experiment with defaults filled in, or a ConfigError naming `file` and the key."""
+    if not isinstance(d, dict):
+        raise ConfigError(file, "<file>", "must be a mapping of keys to values")
+    for k in d:
+        if k not in KEYS:
+            raise ConfigError(file, k, f"unknown key; valid keys: {', '.join(KEYS)}")
+    for k in REQUIRED:
+        if k not in d:
+            raise ConfigError(file, k, "missing (required)")
+    name = d["name"]
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise ConfigError(file, "name", f"must be a folder name (letters, digits, '.', '_', '-'), got {name!r}")
+    env_id = d["env"]
+    try:
+        env_id = registry.canonical_id(env_id) if isinstance(env_id, str) else None
+    except ValueError:
+        env_id = None
+    if env_id is None:
+        raise ConfigError(file, "env", f"unknown environment {d['env']!r}; valid: {', '.join(registry.registered())}")
+    algorithm = d["algorithm"]
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(file, "algorithm", f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+    total = _int(d, "total_timesteps", file)
+    seed = _int(d, "seed", file, minimum=0, default=0)
+    num_envs = _int(d, "num_envs", file, default=128 if algorithm == "ppo_jax" else 8)
+    n_seeds = _int(d, "n_seeds", file, default=1)
+    if algorithm != "ppo_jax" and n_seeds != 1:
+        raise ConfigError(file, "n_seeds", f"{algorithm} trains one seed per run: use 1 (ppo_jax vmaps seeds), "
+                                           f"got {n_seeds}")
+    env_params = _mapping(d, "env_params", file)
+    _check_env_params(env_id, env_params, file)
+    hp = _mapping(d, "hyperparameters", file)
+    if algorithm == "ppo_jax":
+        hp = _check_ppo_jax_hyperparameters(hp, file)
+        batch = num_envs * hp["num_steps"]
+        if batch % hp["num_minibatches"]:
+            raise ConfigError(file, "hyperparameters.num_minibatches",
+                              f"must divide num_envs × num_steps = {batch}, got {hp['num_minibatches']}")
+    else:
+        hp = _check_sb3_hyperparameters(algorithm, hp, file)
+    checkpoint_every = _int(d, "checkpoint_every", file, default=max(1, total // 10))
+    log_every = _int(d, "log_every", file, default=max(1, total // 100))
+    ev = _check_eval(_mapping(d, "eval", file), file)
+    for name_, over in ev.get("scenarios", {}).items():
+        _check_env_params(env_id, {**env_params, **over}, file, key=f"eval.scenarios.{name_}")
+    return Experiment(name=name, env=env_id, env_params=env_params, algorithm=algorithm, total_timesteps=total,
+                      seed=seed, num_envs=num_envs, n_seeds=n_seeds, hyperparameters=hp,
+                      checkpoint_every=checkpoint_every, log_every=log_every, eval=ev, source=str(file))
+
+
+def load(path_or_name, **overrides) -> Experiment:
+    """An experiment from a YAML path or the name of a shipped preset (configs/experiments/NAME.yaml);
+    `overrides` replace top-level keys before validation (e.g. total_timesteps from the command line)."""
+    path = preset_path("experiments", path_or_name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(path, "<file>", f"not valid YAML: {e}") from None
+    if isinstance(data, dict):
+        data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(data, path)
+
+
+def atomic_write_text(path, text: str) -> None:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_resolved(exp: Experiment, run_dir) -> pathlib.Path:
+    """runs/<name>/config.yaml: the resolved config (reloading it gives an equal Experiment)."""
+    path = pathlib.Path(run_dir) / "config.yaml"
+    atomic_write_text(path, yaml.safe_dump(exp.to_dict(), sort_keys=False, default_flow_style=None))
+    return path
+
+
+def default_run_dir(exp: Experiment) -> pathlib.Path:
+    return pathlib.Path("runs") / exp.name
+
+
+def check_resume(exp: Experiment, run_dir) -> None:
+    """Resuming continues the same experiment: everything but the step budgets must match config.yaml."""
+    path = pathlib.Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(path, "<file>", "--resume: the run folder has no config.yaml (nothing to resume)")
+    stored = load(path).to_dict()
+    for k, v in exp.to_dict().items():
+        if k not in ("total_timesteps", "checkpoint_every", "log_every") and stored.get(k) != v:
+            raise ConfigError(path, k, f"--resume: the run was trained with {stored.get(k)!r}, the config now "
+                                       f"says {v!r}; use a new --run-dir or the stored config")
+
+
+def train(exp: Experiment, run_dir=None, resume: bool = False, progress: bool = True) -> dict:
+    """Write config.yaml (new runs) and train with the experiment's algorithm; returns the trainer's summary."""
+    run_dir = pathlib.Path(run_dir) if run_dir else default_run_dir(exp)
+    if resume:
+        check_resume(exp, run_dir)  # a resumed run keeps the config.yaml it was started with
+    elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        raise ConfigError(run_dir, "<run dir>", "already holds checkpoints: pass --resume to continue it, or "
+                                                "--run-dir for a new folder")
+    else:
+        write_resolved(exp, run_dir)
+    if exp.algorithm == "ppo_jax":
+        from .ppo_jax import train_experiment
+    else:
+        from .sb3_train import train_experiment
+    return train_experiment(exp, run_dir, resume=resume, progress=progress)
+
+
+def format_summary(exp: Experiment, summary: dict) -> str:
+    """A few lines for the terminal: steps, time, and the learned reward against the heuristic's."""
+    lines = [f"{exp.name}: {exp.algorithm} on {exp.env}, step {summary['global_step']} "
+             f"({summary['global_step'] - summary.get('start_step', 0)} this run) in {summary['wall_s']:.0f} s"]
+    (heuristic, ref), = summary["baseline"].items()
+    for i, scalars in enumerate(summary["scalars"]):
+        r = scalars.get("rollout/ep_rew_mean", float("nan"))
+        lines.append(f"  seed {i}: rollout/ep_rew_mean {r:.3f} = {r / ref:.3f} × {heuristic} ({ref:.3f})")
+    return "\n".join(lines)
