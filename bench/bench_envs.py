@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from memgym.envs.gym_adapter import MemgymEnv, MemgymVectorEnv, keys_from_seeds
-from memgym.envs.sb3_adapter import MemgymSB3VecEnv
+from memgym.train.sb3_adapter import MemgymSB3VecEnv
 
 
 def timed(fn) -> float:

@@ -55,7 +55,7 @@ def jax_throughput(exp, env, params, updates_per_chunk, repeats):
 def sb3_throughput(exp, steps):
     from stable_baselines3 import PPO
 
-    from memgym.envs.sb3_adapter import MemgymSB3VecEnv
+    from memgym.train.sb3_adapter import MemgymSB3VecEnv
 
     import torch
 

@@ -18,7 +18,7 @@ import memgym
 from memgym.envs import registry
 from memgym.envs.core import JaxEnv, Observation, pytree_dataclass, split_mask
 from memgym.envs.gym_adapter import MemgymEnv, MemgymVectorEnv, keys_from_seeds, scenario, seed_to_key
-from memgym.envs.sb3_adapter import MemgymSB3VecEnv
+from memgym.train.sb3_adapter import MemgymSB3VecEnv
 
 ID = "memgym/KernelMapping-v0"
 # random start contexts, so that the seed matters; static workload: every episode ends (terminated) at 8;

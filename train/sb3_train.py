@@ -1,6 +1,6 @@
 """Stable-Baselines3 training behind `memgym train` for `algorithm: PPO | A2C | DQN | MaskablePPO`.
 
-The environments are one `memgym.envs.sb3_adapter.MemgymSB3VecEnv` (all `num_envs` stepped in one jitted
+The environments are one `memgym.train.sb3_adapter.MemgymSB3VecEnv` (all `num_envs` stepped in one jitted
 call). TensorBoard: SB3's own tags under `<run>/tb/<algorithm>_1` (`tb_log_name=algorithm`; a resumed run
 passes `reset_num_timesteps=False`, so SB3 writes into the same folder and the curve continues), plus
 `env/<metric>` (means of `info["metrics"]` over each rollout) and `baseline/<heuristic>/ep_rew_mean` (the
@@ -140,7 +140,7 @@ class ProgressBar(BaseCallback):
 
 def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) -> dict:
     """Train `exp` with SB3 into `run_dir`; returns a summary like `ppo_jax.train_experiment`'s."""
-    from memgym.envs.sb3_adapter import MemgymSB3VecEnv
+    from memgym.train.sb3_adapter import MemgymSB3VecEnv
 
     from .ppo_jax import heuristic_reference
 
