@@ -361,10 +361,15 @@ def section_breakdown(res: dict) -> list:
                   [[p, *(fmt(d.get(k)) for k in parts), fmt(sum(d.values()))] for p, d in pols.items()])]
 
 
+DETAIL_KEYS = {"per_context"}  # per-point detail stays in reproduce.json; the page shows the averages
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
-    """Nested dicts become dotted keys; lists are left out."""
+    """Nested dicts become dotted keys; lists and per-point detail (`DETAIL_KEYS`) are left out."""
     out = {}
     for k, v in d.items():
+        if k in DETAIL_KEYS:
+            continue
         if isinstance(v, dict):
             out.update(flatten(v, f"{prefix}{k}."))
         elif not isinstance(v, (list, tuple)):
