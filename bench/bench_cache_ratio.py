@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 
 import memgym
+from _timing import timed  # bench/ is on sys.path when a script here runs
 from memgym.envs import cache_ratio as cr
 from memgym.envs.core import rollout
 from memgym.policies import cache_ratio as pc
 from memgym.sim import config, offload
-
-
-def timed(fn, *args, repeats=3):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    compile_s = time.perf_counter() - t0
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        runs.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(runs)
 
 
 def main(argv=None):

@@ -7,26 +7,13 @@ batch 1, 1024 and 4096, and the heuristic's decision time per call.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 
 import memgym
+from _timing import timed  # bench/ is on sys.path when a script here runs
 from memgym.envs.core import rollout
 from memgym.policies import kernel_mapping as km
-
-
-def timed(fn, *args, repeats=3):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    compile_s = time.perf_counter() - t0
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        runs.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(runs)
 
 
 def main(argv=None):

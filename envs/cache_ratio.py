@@ -53,8 +53,9 @@ import jax
 import jax.numpy as jnp
 
 from memgym.sim import config, offload
+from memgym.sim.specs import pytree_dataclass
 
-from .core import JaxEnv, Observation, pytree_dataclass
+from .core import JaxEnv, Observation
 
 
 @pytree_dataclass(static=("bins", "batch_bins", "max_steps"))

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
@@ -30,19 +29,6 @@ class Observation(NamedTuple):
 
 
 Policy = Callable[[jax.Array, Observation, Any, Any], jax.Array]
-
-
-def pytree_dataclass(cls=None, *, static=()):
-    """A frozen dataclass registered as a pytree; fields named in `static` are hashable metadata
-    (shapes, bin counts, episode lengths) and must match across a vmapped batch."""
-
-    def wrap(c):
-        c = dataclasses.dataclass(frozen=True)(c)
-        names = [f.name for f in dataclasses.fields(c)]
-        return jax.tree_util.register_dataclass(
-            c, data_fields=[n for n in names if n not in static], meta_fields=[n for n in names if n in static])
-
-    return wrap if cls is None else wrap(cls)
 
 
 def split_mask(mask, nvec):

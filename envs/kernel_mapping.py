@@ -7,7 +7,8 @@ System      H2M2 (arXiv 2504.14893): HBM3 96 GB / 3 TB/s and LPDDR5X 512 GB / 54
             baseline is `h2m2-lpddr-only.yaml`). Cost model: `memgym.sim.asymmetric`.
 State       per-slot context lengths f[B] (B = batch = request slots), the current mapping f[3], step count.
 Episode     `max_steps` steps of `iterations_per_step` decode iterations each. Contexts start uniform in
-            [context_start_min, context_start_max] (default: the sweep's first context to twice that) and grow by one token per iteration. `workload="dynamic"`
+            [context_start_min, context_start_max] (default: the sweep's first context to twice that) and
+            grow by one token per iteration. `workload="dynamic"`
             finishes each request early with probability `finish_prob` per iteration (or at `context_max`) and
             replaces it with a new one (H2M2's 128-iteration experiment).
 Action      MultiDiscrete([bins] * 3): the HBM share of (attention, qkv, fc), bin i → share i / (bins − 1).
@@ -35,16 +36,13 @@ Heuristic   `memgym.policies.kernel_mapping.h2m2`: H2M2's greedy attention → q
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from memgym.sim import asymmetric, config, workload
-from memgym.sim.specs import HBM, LPDDR, HardwareSpec, ModelSpec, kv_bytes_per_token, replace
+from memgym.sim.specs import HBM, LPDDR, HardwareSpec, ModelSpec, kv_bytes_per_token, pytree_dataclass, replace
 
-from .core import JaxEnv, Observation, pytree_dataclass
+from .core import JaxEnv, Observation
 
 PAPER_BATCH = {"gpt3-175b": 32, "chinchilla-70b": 64, "llama2-70b": 128}
 PAPER_CONTEXTS = {"gpt3-175b": (256, 512, 1024, 2048), "chinchilla-70b": (512, 1024, 2048, 4096),
@@ -170,13 +168,10 @@ class KernelMapping(JaxEnv):
     def bin_bytes(self, state, params):
         """HBM and LPDDR bytes f[bins, 3] of each sublayer at each share bin (whole pages per layer), at the
         coming step's footprint."""
-        foot = asymmetric.footprints(params.model, params.hw, self.kv_tokens_next(state, params))
-        grid = jnp.linspace(0.0, 1.0, params.bins)
-        layers, page = params.model.n_layers, params.hw.page_bytes
-        per_layer = foot[None, :] / layers * grid[:, None]
-        hbm = layers * jnp.ceil(per_layer / page - 1e-6) * page
-        lp = layers * jnp.ceil((foot[None, :] / layers - per_layer) / page - 1e-6) * page
-        return hbm, lp
+        kv = self.kv_tokens_next(state, params)
+        grid = jnp.linspace(0.0, 1.0, params.bins)[:, None]
+        return (asymmetric.sublayer_bytes(params.model, params.hw, kv, grid),
+                asymmetric.sublayer_bytes(params.model, params.hw, kv, 1.0 - grid))
 
     def fits_bins(self, bins_idx, state, params):
         """Whether integer mappings i[..., 3] fit both sides at the coming step's footprint."""

@@ -78,11 +78,16 @@ def footprints(model: ModelSpec, hw: HardwareSpec, kv_tokens):
     return model.n_layers * (w + kv * jnp.asarray([1.0, 0.0, 0.0]))
 
 
+def sublayer_bytes(model: ModelSpec, hw: HardwareSpec, kv_tokens, share):
+    """Bytes f[..., 3] that `share` f[..., 3] of each sublayer occupies on one side: each layer's part rounded
+    up to whole pages (H2M2's internal fragmentation)."""
+    per_layer = footprints(model, hw, kv_tokens) / model.n_layers * jnp.asarray(share, jnp.float32)
+    return model.n_layers * jnp.ceil(per_layer / hw.page_bytes - 1e-6) * hw.page_bytes
+
+
 def hbm_bytes_used(model: ModelSpec, hw: HardwareSpec, kv_tokens, hbm_share):
-    """HBM bytes a mapping occupies: each layer's share of each sublayer rounded up to whole pages."""
-    per_layer = footprints(model, hw, kv_tokens) / model.n_layers * jnp.asarray(hbm_share, jnp.float32)
-    pages = jnp.ceil(per_layer / hw.page_bytes - 1e-6)
-    return model.n_layers * (pages * hw.page_bytes).sum(axis=-1)
+    """HBM bytes a mapping occupies."""
+    return sublayer_bytes(model, hw, kv_tokens, hbm_share).sum(axis=-1)
 
 
 def lpddr_bytes_used(model: ModelSpec, hw: HardwareSpec, kv_tokens, hbm_share):

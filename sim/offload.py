@@ -62,7 +62,7 @@ import jax.numpy as jnp
 from . import config
 from .roofline import combine, safe_div
 from .specs import CPU, DISK, HBM, HOST_DDR, MAIN, MATRIX, MATVEC, HardwareSpec, ModelSpec, \
-    matrix_params_per_layer
+    matrix_params_per_layer, pytree_dataclass
 
 GIB = 2.0**30
 TERA = 1e12
@@ -73,13 +73,7 @@ FITTED_DEFAULTS = {"cpu_c1": 0.0168, "cpu_c2": 0.0328, "cpu_c3": 0.0621}  # cost
 HUGE_BW = 1e30  # "no bound" for the fitted path's memory-side terms
 
 
-def _pytree(cls):
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
-
-
-@_pytree
+@pytree_dataclass
 class OffloadRates:
     """Achieved rates (bytes/s, FLOP/s), capacities (bytes) and the overlap structure; all float scalars."""
 
@@ -108,7 +102,7 @@ class OffloadRates:
     ctog_overlap: jax.Array  # 0: T_gen = ctog + max(rest) (released model); 1: max of all (paper form)
 
 
-@_pytree
+@pytree_dataclass
 class Placement:
     """FlexGen's placement (disk = 1 − gpu − cpu for each of weights, cache, hidden), the activation share of
     the cache and CPU delegation of attention (1.0 = `--cpu-cache-compute`). Float scalars."""

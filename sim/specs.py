@@ -31,14 +31,20 @@ MATRIX, MATVEC, VECTOR = range(len(UNITS))
 WEIGHTS, ACTIVATIONS, KV, ACT_CACHE = range(len(TENSORS))
 
 
-def _pytree(cls):
-    """A frozen dataclass whose fields are all pytree leaves (no static fields)."""
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+def pytree_dataclass(cls=None, *, static=()):
+    """A frozen dataclass registered as a pytree; fields named in `static` are hashable metadata
+    (shapes, bin counts, episode lengths) and must match across a vmapped batch."""
+
+    def wrap(c):
+        c = dataclasses.dataclass(frozen=True)(c)
+        names = [f.name for f in dataclasses.fields(c)]
+        return jax.tree_util.register_dataclass(
+            c, data_fields=[n for n in names if n not in static], meta_fields=[n for n in names if n in static])
+
+    return wrap if cls is None else wrap(cls)
 
 
-@_pytree
+@pytree_dataclass
 class ModelSpec:
     """A decoder-only transformer. All fields are float scalars (vmappable)."""
 
@@ -66,7 +72,7 @@ class ModelSpec:
         return self.n_heads / self.n_kv_heads
 
 
-@_pytree
+@pytree_dataclass
 class HardwareSpec:
     """Memory tiers, compute sites, the paths between them and the calibration knobs.
 

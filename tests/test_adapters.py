@@ -16,7 +16,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import memgym
 from memgym.envs import registry
-from memgym.envs.core import JaxEnv, Observation, pytree_dataclass, split_mask
+from memgym.envs.core import JaxEnv, Observation, split_mask
+from memgym.sim.specs import pytree_dataclass
 from memgym.envs.gym_adapter import MemgymEnv, MemgymVectorEnv, keys_from_seeds, scenario, seed_to_key
 from memgym.train.sb3_adapter import MemgymSB3VecEnv
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from memgym.train import report
+from memgym.train import files, report
 from report_fixture import TRAIN_STEPS, build_results
 
 SECTION_IDS = ["headline", "scores", "per-scenario", "learning", "decisions", "breakdown", "reproduction", "about"]
@@ -204,7 +204,7 @@ def test_written_atomically(built, tmp_path, monkeypatch):
     def refuse(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", refuse)
+    monkeypatch.setattr(files.os, "replace", refuse)  # the atomic writer the report uses
     with pytest.raises(OSError, match="disk full"):
         report.write_report(results, out)
     assert out.read_bytes() == b"the previous report"

@@ -15,9 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import pathlib
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -29,18 +27,11 @@ from memgym import policies as policy_registry
 from memgym.envs.core import rollout
 from memgym.envs.registry import canonical_id, make
 
+from .files import write_atomic
+
 log = logging.getLogger(__name__)
 ORACLE = "oracle"
 TAUS = np.linspace(0.5, 1.5, 41)
-
-
-def write_atomic(path, text: str) -> None:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _kind(name: str, heuristic: str) -> str:

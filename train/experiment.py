@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import os
 import pathlib
 import re
 
@@ -39,6 +38,8 @@ import yaml
 
 from memgym.envs import registry
 from memgym.sim.config import ConfigError, preset_path, presets  # noqa: F401 (presets: re-exported)
+
+from .files import write_atomic
 
 ALGORITHMS = ("ppo_jax", "PPO", "A2C", "DQN", "MaskablePPO")
 SB3_ALGORITHMS = ALGORITHMS[1:]
@@ -259,18 +260,10 @@ def load(path_or_name, **overrides) -> Experiment:
     return validate(data, path)
 
 
-def atomic_write_text(path, text: str) -> None:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_resolved(exp: Experiment, run_dir) -> pathlib.Path:
     """runs/<name>/config.yaml: the resolved config (reloading it gives an equal Experiment)."""
     path = pathlib.Path(run_dir) / "config.yaml"
-    atomic_write_text(path, yaml.safe_dump(exp.to_dict(), sort_keys=False, default_flow_style=None))
+    write_atomic(path, yaml.safe_dump(exp.to_dict(), sort_keys=False, default_flow_style=None))
     return path
 
 

@@ -47,6 +47,8 @@ from memgym.policies.learned import (
     ObsNorm, arrays_to_tree, checkpoint_paths, entropy, forward, init_network, log_prob, read_checkpoint,
     sample_action, tree_to_arrays, value_of)
 
+from .files import atomic_open
+
 log = logging.getLogger(__name__)
 
 # name -> (default, kind); kinds: "int" (> 0), "float" (>= 0), "fraction" ([0, 1]), "bool", "sizes" (list of
@@ -316,19 +318,15 @@ def checkpoint_name(global_step: int) -> str:
 
 
 def save_checkpoint(run_dir, state: RunnerState, global_step: int, n_seeds: int) -> pathlib.Path:
-    """Write the whole (seed-batched) runner state atomically: tmp file, then os.replace."""
-    import os
-
+    """Write the whole (seed-batched) runner state atomically (`files.atomic_open`)."""
     folder = pathlib.Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / checkpoint_name(global_step)
     arrays = tree_to_arrays(jax.device_get(state))
     meta = {"global_step": int(global_step), "updates": int(np.asarray(state.update).reshape(-1)[0]),
             "n_seeds": int(n_seeds), "format": "memgym.ppo_jax/1"}
-    tmp = path.with_suffix(".npz.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
     return path
 
 

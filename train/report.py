@@ -16,15 +16,15 @@ import io
 import json
 import logging
 import math
-import os
 import pathlib
 import re
-import tempfile
 import urllib.parse
 from collections import namedtuple
 
 import numpy as np
 import pandas as pd
+
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -488,19 +488,6 @@ def render_markdown(title: str, subtitle: str, sections: list, files_dir: str) -
                 lines += [cells(b.header), "|" + "|".join(["---"] + ["---:"] * (len(b.header) - 1)) + "|",
                           *(cells(row) for row in b.rows), ""]
     return "\n".join(lines), files
-
-
-def write_atomic(path: pathlib.Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(results_dir, out_html=None) -> tuple[pathlib.Path, pathlib.Path]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import pathlib
 import sys
 import time
@@ -35,6 +34,8 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from memgym.policies import heuristic_name
 from memgym.policies.learned import checkpoint_paths, flat_to_multi
+
+from .files import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,8 @@ class CheckpointEvery(BaseCallback):
     def save(self) -> pathlib.Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self.prefix}_{self.model.num_timesteps:012d}.zip"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_open(path) as f:
             self.model.save(f)
-        os.replace(tmp, path)
         return path
 
     def _on_training_start(self) -> None:
