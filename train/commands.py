@@ -111,7 +111,8 @@ def _report(args) -> int:
 def add_demo_and_report(sub) -> None:
     d = sub.add_parser("demo", help="train briefly, evaluate against the paper heuristic, write the report")
     d.add_argument("--out", default="memgym-demo", help="output folder (default memgym-demo/)")
-    d.add_argument("--timesteps", type=int, default=3_000_000, help="PPO env steps (default 3M, ~2 minutes)")
+    d.add_argument("--timesteps", type=int, default=3_000_000,
+                   help="PPO env steps (default 3M, about a minute on 2 cores)")
     d.add_argument("--seeds", type=int, default=10, help="evaluation seeds per scenario (default 10)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=_demo)
