@@ -16,15 +16,27 @@ State       cached tokens per sequence held as K,V and as activations, the block
             the last step's PCIe and GPU times, the step index.
 Action      MultiDiscrete([bins, batch_bins]): the activation share of the cache entries written this step
             (bin i → i / (bins − 1); entries keep their form), and the block size, chosen once at the first
-            step (bin j → max_batch·(j + 1) / batch_bins, where max_batch is the largest block that fits
             step (bin j → kv_batch + (max_batch − kv_batch)·j / (batch_bins − 1): from the largest block that
             fits an all-KV cache to the largest that fits an all-activation one); later steps keep it (only
-            its bin is unmasked).
+            its bin is unmasked). With `convert_bins` ≥ 2 (opt-in; 0 = off, the default) a third dimension,
+            MultiDiscrete([bins, batch_bins, convert_bins]): bin c converts the fraction c / (convert_bins − 1)
+            of each sequence's cached activation entries into K,V this step (bin 0: none).
+Conversion  Applied at the step's start, billed within it: the converted entries are still read and expanded
+            as activations this step (their K,V are regenerated on the GPU every step anyway), so converting
+            adds only the GPU→host write of those K,V (converted tokens × block × K,V bytes per token and
+            layer, spread evenly over the step's decode iterations, in the gtoc term, i.e. inside the same
+            max as the new entries' write-back, per layer) and grows host memory by (K,V − activation bytes)
+            per converted token and layer (shrinks it for GQA models, whose K,V are smaller); from the next
+            step on they are read as K,V (more PCIe, no recompute). The reverse, K,V → activation, is not
+            offered: the layer input cannot be recovered from K and V without recomputing the prefix from the
+            token ids.
 Mask        share bins whose entries would make the block overflow host memory by the run's end even if every
             later entry took the smaller form (first step: for every block); at the first step, blocks that
-            overflow at every share. Joint overflows are projected: at the first step the share is kept and
-            the block falls to the largest that fits it; later the share rises to the smallest feasible bin;
-            `info["projected"]` flags it.
+            overflow at every share; convert bins that overflow likewise for every share (later steps: at the
+            current block; bin 0 stays feasible whenever the current state is). Joint overflows are projected:
+            at the first step the share is kept and the block falls to the largest that fits it; later the
+            share rises to the smallest feasible bin; then the convert bin falls to the largest feasible one
+            at or below it (the smallest feasible one if none is); `info["projected"]` flags it.
 Reward      the step's tokens/s divided by the all-KV baseline's tokens/s at the same step (FlexGen-style all-KV
             streaming, GPU attention, at the largest all-KV block that fits host memory), so the episode's mean
             reward is ≈ the throughput ratio over all-KV, with both of HybridServe's gains: PCIe bytes traded
@@ -36,13 +48,15 @@ Observation f32[12] clipped to [-10, 10]: K,V and activation tokens per sequence
             the baseline's step time (4).
 Metrics     info["metrics"]: iteration_time_s (per decode iteration), step_time_s, tokens_per_s,
             baseline_tokens_per_s, speedup_same_batch, pcie_time_s, gpu_time_s, pcie_bytes, weights_bytes,
-            cache_bytes, host_used_frac, gpu_used_frac, activation_share, batch, projected.
+            cache_bytes, host_used_frac, gpu_used_frac, activation_share, batch, projected, converted_tokens
+            (activation entries converted to K,V this step, per sequence; 0 without `convert_bins`).
 Parameters  model (OPT-30B/66B/175B, fp16), hardware preset (roofline) or `t4-flexgen` (fitted), host memory
             (`host_memory_gb`), PCIe bandwidth (`pcie_gbps`), prompt and generation lengths, `gbs`; all floats
-            in the params pytree (vmappable). `ctog_overlap` 1 (default): PCIe overlaps the GPU's work
-            (HybridServe's pipeline); 0: FlexGen's released fit (ctog + max(rest)).
+            in the params pytree (vmappable); `convert_bins` (static, 0 = no convert action). `ctog_overlap` 1
+            (default): PCIe overlaps the GPU's work (HybridServe's pipeline); 0: FlexGen's released fit
+            (ctog + max(rest)).
 Heuristic   `memgym.policies.cache_ratio.hybridserve`: the share that equalises PCIe and GPU time, and the
-            largest block that then fits.
+            largest block that then fits; it never converts (convert bin 0).
 """
 
 from __future__ import annotations
@@ -58,7 +72,7 @@ from memgym.sim.specs import pytree_dataclass
 from .core import JaxEnv, Observation
 
 
-@pytree_dataclass(static=("bins", "batch_bins", "max_steps"))
+@pytree_dataclass(static=("bins", "batch_bins", "max_steps", "convert_bins"))
 class CacheRatioParams:
     model: object  # ModelSpec
     rates: offload.OffloadRates
@@ -71,6 +85,7 @@ class CacheRatioParams:
     bins: int = 11
     batch_bins: int = 8
     max_steps: int = 16
+    convert_bins: int = 0  # 0: no convert action; >= 2: bins of the fraction of activation entries converted
 
 
 @pytree_dataclass
@@ -106,10 +121,12 @@ def gpu_used(params, batch, kv_tokens, act_tokens):
                               kv_tokens, act_tokens)[0]
 
 
-def step_time(params, batch, kv_tokens, act_tokens, share, first):
+def step_time(params, batch, kv_tokens, act_tokens, share, first, convert_tokens=0.0):
     """Seconds of one env step for the whole model: `tokens_per_step` decode iterations at the step's mean
     context (entries of this step in form `share`), plus the prefill on the first step (prompt entries in
-    form `share`). Returns (total_s, pcie_s, gpu_s, bytes dict), PCIe and GPU time summed likewise."""
+    form `share`). `convert_tokens` (per sequence) of the cached activations are converted to K,V this
+    step: still read as activations, their K,V written back to the host, spread over the iterations.
+    Returns (total_s, pcie_s, gpu_s, bytes dict), PCIe and GPU time summed likewise."""
     m, r = params.model, params.rates
     k = tokens_per_step(params)
     gbs = jnp.minimum(params.gbs, batch)
@@ -118,7 +135,9 @@ def step_time(params, batch, kv_tokens, act_tokens, share, first):
     kv0 = kv_tokens + (1.0 - share) * prompt  # the prompt's entries exist before decoding starts
     act0 = act_tokens + share * prompt
     half = (k - 1.0) / 2.0 + 1.0  # mean new entries attended over the step's iterations (incl. its own)
-    d = offload.decode_layer(m, r, p, batch, gbs, kv0 + (1.0 - share) * half, act0 + share * half, share)
+    convert_b = batch * convert_tokens * offload.kv_bytes_per_token_layer(m) / k  # per layer and iteration
+    d = offload.decode_layer(m, r, p, batch, gbs, kv0 + (1.0 - share) * half, act0 + share * half, share,
+                             extra_write_bytes=convert_b)
     pre = offload.prefill_layer(m, r, p, batch, gbs, params.prompt_len, share)
     pre_s = jnp.where(first, m.n_layers * pre["layer_s"], 0.0)
     total = m.n_layers * k * d["layer_s"] + pre_s
@@ -128,7 +147,8 @@ def step_time(params, batch, kv_tokens, act_tokens, share, first):
               "weights_bytes": m.n_layers * (k + first) * d["weights_h2d_bytes"],
               "cache_bytes": m.n_layers * k * d["cache_h2d_bytes"],
               "hidden_bytes": m.n_layers * k * d["hidden_h2d_bytes"]
-              + jnp.where(first, m.n_layers * (pre["h2d_bytes"] - d["weights_h2d_bytes"]), 0.0)}
+              + jnp.where(first, m.n_layers * (pre["h2d_bytes"] - d["weights_h2d_bytes"]), 0.0),
+              "d2h_bytes": m.n_layers * k * d["d2h_bytes"] + jnp.where(first, m.n_layers * pre["d2h_bytes"], 0.0)}
     return total, pcie, gpu, nbytes
 
 
@@ -151,18 +171,21 @@ class CacheRatio(JaxEnv):
     id = "CacheRatio-v0"
     metric_names = ("iteration_time_s", "step_time_s", "tokens_per_s", "baseline_tokens_per_s",
                     "speedup_same_batch", "pcie_time_s", "gpu_time_s", "pcie_bytes", "weights_bytes", "cache_bytes",
-                    "host_used_frac", "gpu_used_frac", "activation_share", "batch", "projected")
+                    "host_used_frac", "gpu_used_frac", "activation_share", "batch", "projected", "converted_tokens")
 
     def default_params(self, model: str = "opt-66b", hardware: str = "a100-80gb-pcie4",
                        host_memory_gb: float | None = 128.0, gpu_memory_gb: float | None = None,
                        pcie_gbps: float | None = None, prompt_len: int = 512, gen_len: int = 128,
                        gbs: int = 4, bins: int = 11, batch_bins: int = 8, max_steps: int = 16,
-                       ctog_overlap: float = 1.0, dtype: str = "fp16") -> CacheRatioParams:
+                       ctog_overlap: float = 1.0, dtype: str = "fp16", convert_bins: int = 0) -> CacheRatioParams:
         """One scenario. Defaults: the reproduction's reference scenario (OPT-66B on an A100-80GB over PCIe 4
         with 128 GB of host memory, prompt 512, 128 generated tokens; `memgym reproduce hybridserve`).
-        `hardware="t4-flexgen"` uses FlexGen's fitted T4 constants."""
+        `hardware="t4-flexgen"` uses FlexGen's fitted T4 constants. `convert_bins` >= 2 adds the convert action
+        (see the module docstring); 0 leaves it out."""
         if not isinstance(bins, int) or bins < 2 or not isinstance(batch_bins, int) or batch_bins < 1:
             raise ValueError(f"bins must be an integer >= 2 and batch_bins >= 1, got {bins!r}, {batch_bins!r}")
+        if isinstance(convert_bins, bool) or not isinstance(convert_bins, int) or convert_bins < 0 or convert_bins == 1:
+            raise ValueError(f"convert_bins must be 0 (no convert action) or an integer >= 2, got {convert_bins!r}")
         if not isinstance(max_steps, int) or max_steps < 1 or prompt_len <= 0 or gen_len < max_steps:
             raise ValueError(f"need max_steps >= 1, prompt_len > 0 and gen_len >= max_steps; got "
                              f"max_steps={max_steps}, prompt_len={prompt_len}, gen_len={gen_len}")
@@ -176,7 +199,7 @@ class CacheRatio(JaxEnv):
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
         params = CacheRatioParams(model=m, rates=rates, wg=f(0.0), gbs=f(gbs), prompt_len=f(prompt_len),
                                   gen_len=f(gen_len), max_batch=f(1.0), kv_batch=f(1.0), bins=bins,
-                                  batch_bins=batch_bins, max_steps=max_steps)
+                                  batch_bins=batch_bins, max_steps=max_steps, convert_bins=convert_bins)
         params = _derive_jit(params)
         end = float(params.prompt_len + params.gen_len)
         gpu_over = float(gpu_used(params, params.gbs, end, 0.0)) > float(offload.capacities(rates)[0]) * (1 + 1e-6)
@@ -187,6 +210,8 @@ class CacheRatio(JaxEnv):
         return params
 
     def action_nvec(self, params):
+        if params.convert_bins >= 2:
+            return (params.bins, params.batch_bins, params.convert_bins)
         return (params.bins, params.batch_bins)
 
     def observation_size(self, params):
@@ -216,9 +241,17 @@ class CacheRatio(JaxEnv):
         j = jnp.round((state.batch - params.kv_batch) / span * max(params.batch_bins - 1, 1))
         return jnp.clip(j, 0, params.batch_bins - 1).astype(jnp.int32)
 
-    def feasibility(self, state, params):
-        """share_ok bool[bins, batch_bins]: whether share bin i with block bin j keeps the run within host
-        memory if every later entry takes the smaller of the two forms (later steps: the current block)."""
+    def convert_fracs(self, params):
+        """f[n]: the fraction of the cached activation entries each convert bin converts ([0] without the
+        convert action)."""
+        if params.convert_bins >= 2:
+            return jnp.linspace(0.0, 1.0, params.convert_bins)
+        return jnp.zeros((1,), jnp.float32)
+
+    def joint_feasibility(self, state, params):
+        """ok bool[bins, batch_bins, n_convert]: whether share bin i with block bin j and convert bin c keeps
+        the run within host memory if every later entry takes the smaller of the two forms (later steps: the
+        current block). n_convert = convert_bins, or 1 (no conversion) without the convert action."""
         first = state.step == 0
         shares = jnp.linspace(0.0, 1.0, params.bins)
         batches = jnp.where(first, self.batch_of(jnp.arange(params.batch_bins), params),
@@ -228,14 +261,23 @@ class CacheRatio(JaxEnv):
         written = state.kv_tokens + state.act_tokens + now
         later = params.prompt_len + params.gen_len - written
         act_smaller = offload.act_bytes_per_token_layer(params.model) <= offload.kv_bytes_per_token_layer(params.model)
+        conv = self.convert_fracs(params) * state.act_tokens  # [n_convert]
         kv_end = state.kv_tokens + (1.0 - shares) * now + jnp.where(act_smaller, 0.0, later)  # [bins]
         act_end = state.act_tokens + shares * now + jnp.where(act_smaller, later, 0.0)
+        kv_end = (kv_end[:, None] + conv[None, :]).reshape(-1)  # [bins * n_convert]
+        act_end = (act_end[:, None] - conv[None, :]).reshape(-1)
         cap = offload.capacities(params.rates)[1] * (1 + 1e-6)
         used = jax.vmap(lambda b: jax.vmap(lambda kv, ac: host_used(params, b, kv, ac))(kv_end, act_end))(batches)
-        return (used <= cap).T  # [bins, batch_bins]
+        return (used <= cap).reshape(params.batch_bins, params.bins, -1).transpose(1, 0, 2)
+
+    def feasibility(self, state, params):
+        """share_ok bool[bins, batch_bins]: share bin i with block bin j fits with some convert bin (without
+        the convert action: with no conversion)."""
+        return self.joint_feasibility(state, params).any(axis=2)
 
     def action_mask(self, state, params):
-        ok = self.feasibility(state, params)
+        ok3 = self.joint_feasibility(state, params)
+        ok = ok3.any(axis=2)
         first = state.step == 0
         cur = self._current_batch_bin(state, params)
         jb = jnp.arange(params.batch_bins)
@@ -243,16 +285,23 @@ class CacheRatio(JaxEnv):
         batch_mask = batch_mask | ~batch_mask.any()  # never empty
         sh = jnp.where(first, ok.any(axis=1), ok[:, cur])
         sh = sh | ~sh.any()
-        return jnp.concatenate([sh, batch_mask])
+        masks = [sh, batch_mask]
+        if params.convert_bins >= 2:
+            cv = jnp.where(first, ok3.any(axis=(0, 1)), ok3[:, cur, :].any(axis=0))
+            masks.append(cv | ~cv.any())
+        return jnp.concatenate(masks)
 
     def project(self, action, state, params):
         """(action, projected). First step: the share is kept (raised to the smallest share that fits some
         block if none does) and the block falls to the largest feasible bin for it. Later steps: the block
         is fixed and the share rises to the smallest feasible bin (the largest feasible one if none is
-        above). Out-of-range entries are clipped and flagged."""
+        above). With the convert action, the convert bin then falls to the largest bin at or below it that
+        fits with that share and block (the smallest feasible one if none does). Out-of-range entries are
+        clipped and flagged."""
         raw = jnp.asarray(action, jnp.int32)
-        a = jnp.clip(raw, 0, jnp.asarray([params.bins - 1, params.batch_bins - 1]))
-        ok = self.feasibility(state, params)
+        a = jnp.clip(raw, 0, jnp.asarray(self.action_nvec(params)) - 1)
+        ok3 = self.joint_feasibility(state, params)
+        ok = ok3.any(axis=2)
         first = state.step == 0
         ib, jb = jnp.arange(params.bins), jnp.arange(params.batch_bins)
         cur = self._current_batch_bin(state, params)
@@ -270,6 +319,13 @@ class CacheRatio(JaxEnv):
         s1 = rise(ok[:, cur], a[0])
         out = jnp.where(first, jnp.stack([s0, b0]), jnp.stack([s1, cur])).astype(jnp.int32)
         projected = (out[0] != raw[0]) | (first & (out[1] != raw[1]))
+        if params.convert_bins >= 2:
+            ic = jnp.arange(params.convert_bins)
+            col = ok3[out[0], out[1]]
+            c = jnp.max(jnp.where(col & (ic <= a[2]), ic, -1))
+            c = jnp.where(c < 0, jnp.min(jnp.where(col, ic, 0)), c).astype(jnp.int32)
+            out = jnp.concatenate([out, c[None]])
+            projected = projected | (c != raw[2])
         return out, projected
 
     def step_env(self, key, state, action, params):
@@ -279,18 +335,21 @@ class CacheRatio(JaxEnv):
         batch = jnp.where(first, self.batch_of(act[1], params), state.batch)
         k = tokens_per_step(params)
         ctx = state.kv_tokens + state.act_tokens
+        conv = jnp.float32(0.0)  # activation entries converted to K,V at this step's start (per sequence)
+        if params.convert_bins >= 2:
+            conv = self.convert_fracs(params)[act[2]] * state.act_tokens
         # the policy's step, the baseline's (all-KV at its block) and all-KV at the policy's block, in one vmap
         rows = (jnp.stack([batch, params.kv_batch, batch]), jnp.stack([state.kv_tokens, ctx, ctx]),
-                jnp.stack([state.act_tokens, 0.0, 0.0]), jnp.stack([share, 0.0, 0.0]))
-        t, pc, gp, nb = jax.vmap(lambda b, kv, ac, a: step_time(params, b, kv, ac, a, first))(*rows)
+                jnp.stack([state.act_tokens, 0.0, 0.0]), jnp.stack([share, 0.0, 0.0]), jnp.stack([conv, 0.0, 0.0]))
+        t, pc, gp, nb = jax.vmap(lambda b, kv, ac, a, c: step_time(params, b, kv, ac, a, first, c))(*rows)
         total, pcie, gpu, base, same = t[0], pc[0], gp[0], t[1], t[2]
         nbytes = {k: v[0] for k, v in nb.items()}
         tps = batch * k / total
         base_tps = params.kv_batch * k / base
         reward = tps / base_tps
         now = jnp.where(first, params.prompt_len + k, k)
-        new = CacheRatioState(kv_tokens=state.kv_tokens + (1.0 - share) * now,
-                              act_tokens=state.act_tokens + share * now, batch=batch, last_pcie_s=pcie,
+        new = CacheRatioState(kv_tokens=state.kv_tokens + conv + (1.0 - share) * now,
+                              act_tokens=state.act_tokens - conv + share * now, batch=batch, last_pcie_s=pcie,
                               last_gpu_s=gpu, step=state.step + 1)
         end = params.prompt_len + params.gen_len
         written = new.kv_tokens + new.act_tokens
@@ -304,6 +363,7 @@ class CacheRatio(JaxEnv):
             / params.rates.cpu_capacity_bytes,
             "gpu_used_frac": gpu_used(params, batch, kv_end, act_end) / params.rates.gpu_capacity_bytes,
             "activation_share": share, "batch": batch, "projected": projected.astype(jnp.float32),
+            "converted_tokens": conv,
         }
         terminated = new.step >= params.max_steps
         info = {"metrics": metrics, "projected": projected}

@@ -1,5 +1,7 @@
-"""Policies for CacheRatio-v0, all `policy(key, obs, state, params) -> action i32[2]` (activation-share bin,
-block-size bin; the block bin matters at the first step only). All are jittable and vmappable.
+"""Policies for CacheRatio-v0, all `policy(key, obs, state, params) -> action i32[len(action_nvec)]`
+(activation-share bin, block-size bin; the block bin matters at the first step only; with `convert_bins` >= 2
+a convert bin follows, 0 = convert nothing, which every policy but `random` picks). All are jittable and
+vmappable.
 
 - `hybridserve`: HybridServe's balance. The activation share a* that equalises the step's PCIe time and GPU
   time (both affine in a; `offload.balance_share`), and at the first step the largest block that fits host
@@ -16,7 +18,7 @@ block-size bin; the block bin matters at the first step only). All are jittable 
 - `all_activation`: every entry an activation, at the largest block (max_batch).
 - `oracle`: the best static (share, block) pair over the whole bin grid, scored by the episode's exact mean
   reward (`cache_ratio.static_episode`), re-derived every step (stateless) and held.
-- `random`: uniform over the unmasked bins.
+- `random`: uniform over the unmasked bins of each dimension (the convert bin included).
 
 Recompute-from-token-ids (no cache at all) does not fit this action space; `memgym reproduce hybridserve`
 reports it beside the others (`offload`-based estimate there).
@@ -32,6 +34,13 @@ from memgym.envs.core import split_mask
 from memgym.sim import offload
 
 _ENV = cr.CacheRatio()
+
+
+def _with_convert(action, params, convert_bin=0):
+    """The action with the convert bin appended when the environment has the convert action."""
+    if params.convert_bins >= 2:
+        return jnp.concatenate([action, jnp.reshape(jnp.asarray(convert_bin, action.dtype), (1,))])
+    return action
 
 
 def _batch_bin_for(params, batch):
@@ -78,14 +87,14 @@ def hybridserve(key, obs, state, params):
     a_now = jnp.where(first, a, balance(params, batch, state.kv_tokens, state.act_tokens))
     share_bin = _feasible_share_at_least(obs, params, a_now)
     batch_bin = jnp.where(first, _batch_bin_for(params, batch), _ENV._current_batch_bin(state, params))
-    return jnp.stack([share_bin, batch_bin]).astype(jnp.int32)
+    return _with_convert(jnp.stack([share_bin, batch_bin]).astype(jnp.int32), params)
 
 
 def _static(share, batch_of):
     def policy(key, obs, state, params):
         first = state.step == 0
         bb = jnp.where(first, _batch_bin_for(params, batch_of(params)), _ENV._current_batch_bin(state, params))
-        return jnp.stack([_feasible_share_at_least(obs, params, share), bb]).astype(jnp.int32)
+        return _with_convert(jnp.stack([_feasible_share_at_least(obs, params, share), bb]).astype(jnp.int32), params)
     return policy
 
 
@@ -116,13 +125,13 @@ def oracle(key, obs, state, params):
     i, j = flat // params.batch_bins, flat % params.batch_bins
     bb = jnp.where(state.step == 0, j, _ENV._current_batch_bin(state, params))
     si = _feasible_share_at_least(obs, params, i / (params.bins - 1))
-    return jnp.stack([si, bb]).astype(jnp.int32)
+    return _with_convert(jnp.stack([si, bb]).astype(jnp.int32), params)
 
 
 def random(key, obs, state, params):
-    masks = split_mask(obs.action_mask, (params.bins, params.batch_bins))
-    k1, k2 = jax.random.split(key)
-    return jnp.stack([jax.random.categorical(k, jnp.where(mk, 0.0, -jnp.inf)) for k, mk in zip((k1, k2), masks)]
+    masks = split_mask(obs.action_mask, _ENV.action_nvec(params))
+    keys = jax.random.split(key, len(masks))
+    return jnp.stack([jax.random.categorical(k, jnp.where(mk, 0.0, -jnp.inf)) for k, mk in zip(keys, masks)]
                      ).astype(jnp.int32)
 
 

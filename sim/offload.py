@@ -13,9 +13,9 @@ Per layer and decode step (released `experimental/cost_model.py` of FMInference/
 to any model width, GQA and the activation cache; `reference/papers.md` §3.2):
 
     ctog  = [wi·(wc+wn) + hidden·(hc+hn) + cache read over PCIe] / ctog_bw
-    gtoc  = hidden·(hc+hn) / gtoc_hidden_bw + new cache entries·(cc+cn) / gtoc_cache_bw
+    gtoc  = hidden·(hc+hn) / gtoc_hidden_bw + (new cache entries + extra writes)·(cc+cn) / gtoc_cache_bw
     dtoc  = [cache·cn + hidden·hn] / dtoc_bw + wi·wn / (0.95·dtoc_bw)
-    ctod  = [new entries·cn + hidden·hn] / ctod_gen_bw
+    ctod  = [(new entries + extra writes)·cn + hidden·hn] / ctod_gen_bw
     comp  = GEMMs + attention on the GPU + K,V regeneration + attention on the CPU (CPU delegation)
     T_gen = combine(ctog, max(gtoc, dtoc, ctod, comp), ctog_overlap)
 
@@ -253,10 +253,13 @@ def _disk(p: Placement):
 # ---- times ----------------------------------------------------------------------------------------------
 
 
-def decode_layer(m: ModelSpec, r: OffloadRates, p: Placement, bls, gbs, ctx_kv, ctx_act, new_act_share=None):
+def decode_layer(m: ModelSpec, r: OffloadRates, p: Placement, bls, gbs, ctx_kv, ctx_act, new_act_share=None,
+                 extra_write_bytes=0.0):
     """One decode step of one layer for the whole block. ctx_kv, ctx_act: cached tokens per sequence held as
     K,V and as activations (attended this step); new_act_share: the form of the entry written this step
-    (default p.act_share). Returns a dict of seconds and bytes."""
+    (default p.act_share); extra_write_bytes: cache bytes of the block written back besides the new entries
+    (e.g. activation entries converted to K,V), placed like them (gtoc for the CPU share, ctod for the disk
+    share). Returns a dict of seconds and bytes."""
     new_a = p.act_share if new_act_share is None else new_act_share
     wn, cn, hn = _disk(p)
     kv_b, act_b, hid = kv_bytes_per_token_layer(m), act_bytes_per_token_layer(m), hidden_bytes_per_token(m)
@@ -271,7 +274,7 @@ def decode_layer(m: ModelSpec, r: OffloadRates, p: Placement, bls, gbs, ctx_kv, 
     hid_h2d = hid * bls * (p.hc + hn)
     cache_h2d = off * (kv_tok * (1.0 - p.cpu_attention) * kv_b + act_tok * act_b)
     entry_b = (1.0 - new_a) * kv_b + new_a * act_b
-    new_entries = bls * entry_b
+    new_entries = bls * entry_b + extra_write_bytes
     ctog = (w_h2d + hid_h2d + cache_h2d) / r.ctog_bytes_per_s
     gtoc = hid_h2d / r.gtoc_hidden_bytes_per_s + new_entries * off / r.gtoc_cache_bytes_per_s
     disk_cache = cn * (kv_tok * kv_b + act_tok * act_b)
@@ -315,7 +318,8 @@ def prefill_layer(m: ModelSpec, r: OffloadRates, p: Placement, bls, gbs, prompt_
             + 4.0 * bls * s * s * m.n_heads * m.d_head / r.bmm_flops_prefill_per_s)
     layer = jnp.maximum(jnp.maximum(combine(ctog, dtoc, r.ctog_overlap), combine(gtoc, ctod, r.ctog_overlap)), comp)
     return {"layer_s": layer, "ctog_s": ctog, "gtoc_s": gtoc, "dtoc_s": dtoc, "ctod_s": ctod, "comp_s": comp,
-            "h2d_bytes": wi * (p.wc + wn) + hid * s * bls * (p.hc + hn)}
+            "h2d_bytes": wi * (p.wc + wn) + hid * s * bls * (p.hc + hn),
+            "d2h_bytes": entries * (p.cc + cn) + hid * s * bls * (p.hc + hn)}
 
 
 def run_time(m: ModelSpec, r: OffloadRates, p: Placement, bls, gbs, prompt_len, gen_len):

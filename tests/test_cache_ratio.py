@@ -226,3 +226,113 @@ def test_registered_and_bad_input():
         ENV.default_params(gen_len=2, max_steps=4)
     with pytest.raises(ValueError):
         ENV.default_params(model="opt-175b", host_memory_gb=16.0)
+
+
+# ---- the convert action (opt-in: convert_bins >= 2) ----------------------------------------------------------
+
+_step = jax.jit(ENV.step)
+_project = jax.jit(ENV.project)
+_step_time = jax.jit(cr.step_time)
+
+
+@pytest.fixture(scope="module")
+def cparams():
+    return small_params(convert_bins=3)
+
+
+def _all_activation_first_step(p, batch_bin):
+    """State after a first step that stores every entry (prompt included) as an activation."""
+    _, state = ENV.reset(jax.random.PRNGKey(0), p)
+    obs, state, _, _, _, info = _step(jax.random.PRNGKey(1), state, jnp.array([p.bins - 1, batch_bin, 0]), p)
+    assert not bool(info["projected"]) and float(state.act_tokens) > 0 and float(state.kv_tokens) == 0
+    return obs, state
+
+
+def test_convert_off_by_default_and_bin_zero_changes_nothing(params, cparams):
+    p0 = small_params(convert_bins=0)
+    assert ENV.action_nvec(p0) == (p0.bins, p0.batch_bins) and ENV.action_nvec(cparams) == (5, 4, 3)
+    r_default = np.asarray(run("hybridserve", params)[0])
+    np.testing.assert_array_equal(np.asarray(run("hybridserve", p0)[0]), r_default)
+    # with the convert action the heuristic converts nothing, and the rollout is the same one
+    r, _, _, met, acts = jax.device_get(run("hybridserve", cparams))
+    assert acts.shape == (cparams.max_steps, 3) and np.all(acts[:, 2] == 0)
+    np.testing.assert_array_equal(met["converted_tokens"], 0.0)
+    np.testing.assert_allclose(r, r_default, rtol=1e-6)
+    assert set(met) == set(ENV.metric_names)
+    obs, _ = ENV.reset(jax.random.PRNGKey(0), cparams)
+    assert obs.action_mask.shape == (5 + 4 + 3,) and obs.features.shape == (12,)
+    for bad in (1, -1, 2.5, True):
+        with pytest.raises(ValueError, match="convert_bins"):
+            ENV.default_params(**SMALL, convert_bins=bad)
+
+
+def test_convert_conserves_tokens(cparams):
+    _, s1 = _all_activation_first_step(cparams, 0)  # the all-KV block: converting everything fits
+    out = []
+    for c in range(3):
+        _, s2, _, _, _, info = _step(jax.random.PRNGKey(2), s1, jnp.array([cparams.bins - 1, 0, c]), cparams)
+        assert not bool(info["projected"])
+        home = offload.peak_terms(cparams.model, cr.system_placement(cparams, 0.0), s2.batch, cparams.gbs,
+                                  cparams.prompt_len, s2.kv_tokens, s2.act_tokens)[2]  # host, decode peak
+        out.append((float(s2.kv_tokens), float(s2.act_tokens), float(info["metrics"]["converted_tokens"]),
+                    float(home), float(info["metrics"]["host_used_frac"])))
+    act1 = float(s1.act_tokens)
+    m = cparams.model
+    grow = float(m.n_layers * (offload.kv_bytes_per_token_layer(m) - offload.act_bytes_per_token_layer(m)))
+    for c, (kv, act, conv, home, _) in enumerate(out):
+        assert conv == pytest.approx(act1 * c / 2)
+        assert kv + act == pytest.approx(out[0][0] + out[0][1])  # tokens are conserved
+        assert act == pytest.approx(out[0][1] - conv) and kv == pytest.approx(out[0][0] + conv)
+        # host memory grows by (K,V - activation) bytes per converted token, layer and sequence
+        assert home - out[0][3] == pytest.approx(float(s1.batch) * conv * grow, rel=1e-3, abs=1e4)
+    assert out[2][2] > 0 and out[0][4] < out[1][4] < out[2][4]
+
+
+def test_convert_writes_back_and_later_reads_kv(cparams):
+    _, s1 = _all_activation_first_step(cparams, 0)
+    m = cparams.model
+    args = (cparams, s1.batch, s1.kv_tokens, s1.act_tokens, jnp.float32(1.0), jnp.bool_(False))
+    t0, _, _, b0 = _step_time(*args, jnp.float32(0.0))
+    t1, _, _, b1 = _step_time(*args, s1.act_tokens)
+    expect = float(m.n_layers * s1.batch * s1.act_tokens * offload.kv_bytes_per_token_layer(m))
+    assert float(b1["d2h_bytes"] - b0["d2h_bytes"]) == pytest.approx(expect, rel=1e-4)
+    assert float(t1) >= float(t0)
+    assert float(b1["pcie_bytes"]) == float(b0["pcie_bytes"])  # this step still reads them as activations
+    # a slow write-back link exposes the write: the step takes longer
+    slow = dataclasses.replace(cparams, rates=dataclasses.replace(
+        cparams.rates, gtoc_cache_bytes_per_s=cparams.rates.gtoc_cache_bytes_per_s / 100))
+    times, states = [], []
+    for c in (0, 2):
+        _, s2, _, _, _, info = _step(jax.random.PRNGKey(2), s1, jnp.array([cparams.bins - 1, 0, c]), slow)
+        times.append(float(info["metrics"]["step_time_s"]))
+        states.append(s2)
+    assert times[1] > times[0] * 1.01
+    # the next step reads the converted entries as K,V: more cache bytes over PCIe
+    cache = [float(_step(jax.random.PRNGKey(3), s, jnp.array([cparams.bins - 1, 0, 0]), cparams)[5]["metrics"]
+                   ["cache_bytes"]) for s in states]
+    assert cache[1] > cache[0] * 1.05
+
+
+def test_convert_mask_and_projection(cparams):
+    obs, s1 = _all_activation_first_step(cparams, cparams.batch_bins - 1)  # the all-activation block: tight
+    conv_mask = np.asarray(obs.action_mask)[-3:]
+    assert conv_mask[0] and not conv_mask[2]
+    act, projected = _project(jnp.array([cparams.bins - 1, cparams.batch_bins - 1, 2]), s1, cparams)
+    assert bool(projected) and int(act[2]) < 2 and conv_mask[int(act[2])]
+    _, _, _, _, _, info = _step(jax.random.PRNGKey(2), s1, jnp.array([cparams.bins - 1, 0, 2]), cparams)
+    assert bool(info["projected"])
+    assert float(info["metrics"]["converted_tokens"]) == pytest.approx(float(s1.act_tokens) * int(act[2]) / 2)
+    assert float(info["metrics"]["host_used_frac"]) <= float(cparams.rates.mem_alpha) * (1 + 1e-5)
+    act, projected = _project(jnp.array([cparams.bins - 1, cparams.batch_bins - 1, 0]), s1, cparams)
+    assert not bool(projected) and act.tolist() == [cparams.bins - 1, cparams.batch_bins - 1, 0]
+
+
+def test_convert_random_rollouts_stay_within_memory(cparams):
+    keys = jax.random.split(jax.random.PRNGKey(7), 8)
+    fn = jax.jit(jax.vmap(lambda k: rollout(ENV, pc.random, cparams, k, 2 * cparams.max_steps)))
+    r, _, _, met, acts = jax.device_get(fn(keys))
+    assert acts.shape == (8, 2 * cparams.max_steps, 3) and np.isfinite(r).all()
+    assert met["converted_tokens"].max() > 0  # random does convert
+    alpha = float(cparams.rates.mem_alpha)
+    assert np.all(met["host_used_frac"] <= alpha * (1 + 1e-5))
+    assert np.all(met["gpu_used_frac"] <= alpha * (1 + 1e-5))
