@@ -168,7 +168,7 @@ def load_model(name, dtype: str | None = None) -> ModelSpec:
 
 
 HW_KEYS = {"name", "source", "notes", "tiers", "sites", "links", "calibration", "interconnect", "paging",
-           "flexgen_fitted"}
+           "flexgen_fitted", "secure_remote"}
 TIER_KEYS = {"capacity_gb", "bw_gbps", "latency_ns", "energy_pj_per_bit", "cost_usd_per_gb", "source"}
 SITE_KEYS = {"peak_tflops", "reaches", "source"}
 CAL_KEYS = {"eff_compute", "eff_memory", "overhead_us", "overlap", "matrix_fill_rows",
