@@ -8,6 +8,7 @@ import importlib
 ENVIRONMENTS = {
     "KernelMapping-v0": ("memgym.envs.kernel_mapping", "KernelMapping"),
     "CacheRatio-v0": ("memgym.envs.cache_ratio", "CacheRatio"),
+    "SecureDisagg-v0": ("memgym.envs.secure_disagg", "SecureDisagg"),
 }
 NAMESPACE = "memgym"
 

@@ -7,7 +7,8 @@ import importlib
 
 from memgym.envs.registry import canonical_id
 
-_MODULES = {"KernelMapping-v0": "memgym.policies.kernel_mapping", "CacheRatio-v0": "memgym.policies.cache_ratio"}
+_MODULES = {"KernelMapping-v0": "memgym.policies.kernel_mapping", "CacheRatio-v0": "memgym.policies.cache_ratio",
+            "SecureDisagg-v0": "memgym.policies.secure_disagg"}
 
 
 def _module(env_id: str):

@@ -27,7 +27,9 @@ ID = "memgym/KernelMapping-v0"
 SMALL = {"model": "llama2-70b", "batch": 8, "bins": 4, "max_steps": 8, "context_start": (1024, 4096),
          "hbm_capacity_gb": 24}
 ROOMY = {"hbm_capacity_gb": 96}  # the paper's HBM: everything fits
-TEST_KWARGS = {ID: SMALL}  # per-id small settings for the checkers; ids not listed use their defaults
+# per-id small settings for the checkers; ids not listed use their defaults
+TEST_KWARGS = {ID: SMALL, "memgym/SecureDisagg-v0": {"max_steps": 4, "gen_len": 32, "bins": 5, "remote_bins": 5,
+                                                     "batch_bins": 4}}
 N_ENVS, SEED, N_STEPS = 4, 7, 12  # 12 steps cross one episode end
 
 
