@@ -380,6 +380,16 @@ class SecureDisagg(JaxEnv):
         state = initial_state()
         return self.observe(state, params), state
 
+    def _mode_mask(self, state, params):
+        """bool[7]: at the first step the modes the tenant allows that fit at the smallest block; later the
+        episode's mode."""
+        first = state.step == 0
+        b0 = jnp.where(first, batch_of(params, 0), state.batch)
+        mf = min_form(params)
+        md_ok = jax.vmap(lambda md: step_bounds(params, md, b0, state.tokens, first, mf)[0])(jnp.arange(N_MODES))
+        md = jnp.where(first, allowed(params) & md_ok, jnp.arange(N_MODES) == state.mode)
+        return jnp.where(md.any(), md, allowed(params))
+
     def _masks(self, state, params):
         """Per-dimension feasibility: (share bool[bins], rho bool[remote_bins], mode bool[7], batch
         bool[batch_bins]), each checked at the loosest values of the other dimensions."""
@@ -389,14 +399,11 @@ class SecureDisagg(JaxEnv):
         mf = min_form(params)
         sh = share_ok(params, loose, b0, state.tokens, first)
         rh = rho_ok(params, loose, b0, state.tokens, first, mf)
-        md_ok = jax.vmap(lambda md: step_bounds(params, md, b0, state.tokens, first, mf)[0])(jnp.arange(N_MODES))
-        md = jnp.where(first, allowed(params) & md_ok, jnp.arange(N_MODES) == state.mode)
-        md = jnp.where(md.any(), md, allowed(params))
         bt = jax.vmap(lambda j: step_bounds(params, loose, batch_of(params, j), state.tokens, first, mf)[0])(
             jnp.arange(params.batch_bins))
         bt = jnp.where(first, bt, jnp.arange(params.batch_bins) == current_batch_bin(params, state))
         never_empty = lambda x: x | ~x.any()  # noqa: E731
-        return never_empty(sh), never_empty(rh), md, never_empty(bt)
+        return never_empty(sh), never_empty(rh), self._mode_mask(state, params), never_empty(bt)
 
     def action_mask(self, state, params):
         return jnp.concatenate(self._masks(state, params))
@@ -409,8 +416,7 @@ class SecureDisagg(JaxEnv):
         hi = jnp.asarray([params.bins - 1, params.remote_bins - 1, N_MODES - 1, params.batch_bins - 1])
         a = jnp.clip(raw, 0, hi)
         first = state.step == 0
-        _, _, md_mask, _ = self._masks(state, params)
-        mode = jnp.where(first, _rise(md_mask, a[2]), state.mode)
+        mode = jnp.where(first, _rise(self._mode_mask(state, params), a[2]), state.mode)
         mf = min_form(params)
         b_ok = jax.vmap(lambda j: step_bounds(params, mode, batch_of(params, j), state.tokens, first, mf)[0])(
             jnp.arange(params.batch_bins))
