@@ -40,6 +40,17 @@ def split_mask(mask, nvec):
     return out
 
 
+def masked_random(env):
+    """The uniform random policy over each action dimension's unmasked bins, for `env`."""
+
+    def policy(key, obs, state, params):
+        masks = split_mask(obs.action_mask, env.action_nvec(params))
+        keys = jax.random.split(key, len(masks))
+        return jnp.stack([jax.random.categorical(k, jnp.where(mk, 0.0, -jnp.inf)) for k, mk in zip(keys, masks)]
+                         ).astype(jnp.int32)
+    return policy
+
+
 class JaxEnv:
     """Base class: subclasses implement `reset_env`, `step_env`, `action_nvec`, `observation_size`,
     `default_params` and list their `metric_names`; `reset` and `step` add autoreset."""

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from memgym.envs import cache_ratio as cr
-from memgym.envs.core import split_mask
+from memgym.envs.core import masked_random, split_mask
 from memgym.sim import offload
 
 _ENV = cr.CacheRatio()
@@ -128,11 +128,7 @@ def oracle(key, obs, state, params):
     return _with_convert(jnp.stack([si, bb]).astype(jnp.int32), params)
 
 
-def random(key, obs, state, params):
-    masks = split_mask(obs.action_mask, _ENV.action_nvec(params))
-    keys = jax.random.split(key, len(masks))
-    return jnp.stack([jax.random.categorical(k, jnp.where(mk, 0.0, -jnp.inf)) for k, mk in zip(keys, masks)]
-                     ).astype(jnp.int32)
+random = masked_random(_ENV)
 
 
 POLICIES = {"hybridserve": hybridserve, "oracle": oracle, "flexgen": flexgen, "all_kv": all_kv,

@@ -20,10 +20,9 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
-from memgym.envs.core import split_mask
+from memgym.envs.core import masked_random
 from memgym.envs.kernel_mapping import KernelMapping
 from memgym.sim import asymmetric
 from memgym.sim.specs import HBM, LPDDR
@@ -166,11 +165,7 @@ def lpddr_only(key, obs, state, params):
     return jnp.zeros(3, jnp.int32)
 
 
-def random(key, obs, state, params):
-    masks = split_mask(obs.action_mask, (params.bins,) * 3)
-    keys = jax.random.split(key, 3)
-    return jnp.stack([jax.random.categorical(k, jnp.where(mk, 0.0, -jnp.inf)) for k, mk in zip(keys, masks)]
-                     ).astype(jnp.int32)
+random = masked_random(_ENV)
 
 
 POLICIES = {

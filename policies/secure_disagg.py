@@ -17,11 +17,10 @@ remote-share bin, mode, block bin; mode and block matter at the first step only)
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from memgym.envs import secure_disagg as sd
-from memgym.envs.core import split_mask
+from memgym.envs.core import masked_random
 from memgym.sim import disagg
 
 _SECURE_FROM = jnp.asarray([disagg.SECURE, disagg.SECURE, disagg.REMAP, disagg.DUMMY, disagg.ORAM], jnp.int32)
@@ -51,11 +50,7 @@ def oracle(key, obs, state, params):
     return sd.plan_action(params, state, mode, si, bb)
 
 
-def random(key, obs, state, params):
-    masks = split_mask(obs.action_mask, (params.bins, params.remote_bins, sd.N_MODES, params.batch_bins))
-    keys = jax.random.split(key, len(masks))
-    return jnp.stack([jax.random.categorical(k, jnp.where(mk, 0.0, -jnp.inf)) for k, mk in zip(keys, masks)]
-                     ).astype(jnp.int32)
+random = masked_random(sd.SecureDisagg())
 
 
 POLICIES = {"tdmem": tdmem, "oracle": oracle, "rdma_slabs": rdma_slabs, "no_security": no_security,
