@@ -55,6 +55,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from memgym.sim import config, disagg, offload
 from memgym.sim.specs import pytree_dataclass
@@ -62,7 +63,7 @@ from memgym.sim.specs import pytree_dataclass
 from .core import JaxEnv, Observation
 
 N_MODES = len(disagg.MODES)
-_LEVELS = jnp.asarray(disagg.LEVELS, jnp.float32)
+_LEVELS = np.asarray(disagg.LEVELS, np.float32)  # numpy: a module constant must never become a tracer
 
 
 @pytree_dataclass(static=("bins", "remote_bins", "batch_bins", "max_steps"))
@@ -130,7 +131,7 @@ def gpu_used(params, batch, kv, act):
 
 def allowed(params):
     """bool[7]: the modes the tenant's requirement allows."""
-    return _LEVELS >= params.tenant - 1e-6
+    return jnp.asarray(_LEVELS) >= params.tenant - 1e-6
 
 
 def min_form(params):
@@ -445,7 +446,7 @@ class SecureDisagg(JaxEnv):
             "remote_used_frac": remote_used(params, new.batch, new.tokens)
             / jnp.maximum(disagg.usable_bytes(params.remote, mode), 1.0),
             "activation_share": o["share"], "remote_share": o["rho"], "mode": mode.astype(jnp.float32),
-            "security_level": _LEVELS[mode], "batch": new.batch, "projected": projected.astype(jnp.float32),
+            "security_level": jnp.asarray(_LEVELS)[mode], "batch": new.batch, "projected": projected.astype(jnp.float32),
         }
         terminated = new.step >= params.max_steps
         info = {"metrics": metrics, "projected": projected}

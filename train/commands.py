@@ -14,11 +14,15 @@ def _reproduce(args) -> int:
 
     from . import reproduce
 
-    if args.paper not in ("h2m2", "hybridserve"):
-        raise ValueError(f"reproduce: '{args.paper}' is not available yet; available: h2m2, hybridserve")
+    if args.paper not in ("h2m2", "hybridserve", "tdmem"):
+        raise ValueError(f"reproduce: '{args.paper}' is not available yet; available: h2m2, hybridserve, tdmem")
     if args.paper == "hybridserve":
         result = reproduce.reproduce_hybridserve()
         print(json.dumps(result, indent=2) if args.json else reproduce.format_hybridserve(result))
+        return 0
+    if args.paper == "tdmem":
+        result = reproduce.reproduce_tdmem()
+        print(json.dumps(result, indent=2) if args.json else reproduce.format_tdmem(result))
         return 0
     result = reproduce.reproduce_h2m2(bins=args.bins)
     print(json.dumps(result, indent=2) if args.json else reproduce.format_h2m2(result))
@@ -69,11 +73,14 @@ def _evaluate(args) -> int:
 
         from . import reproduce
 
-        paper = {"KernelMapping-v0": "h2m2", "CacheRatio-v0": "hybridserve"}.get(canonical_id(exp.env))
+        paper = {"KernelMapping-v0": "h2m2", "CacheRatio-v0": "hybridserve",
+                 "SecureDisagg-v0": "tdmem"}.get(canonical_id(exp.env))
         if paper == "h2m2":
             repro = {"h2m2": reproduce.reproduce_h2m2(bins=args.reproduce_bins)}
         elif paper == "hybridserve":
             repro = {"hybridserve": reproduce.reproduce_hybridserve()}
+        elif paper == "tdmem":
+            repro = {"tdmem": reproduce.reproduce_tdmem()}
     summary = evaluate.evaluate(exp.env, exp.env_params, ev.get("scenarios") or {"default": {}}, seeds=seeds,
                                 learned_runs=args.checkpoints, out_dir=args.out, reproduce=repro,
                                 config_path=args.config)
