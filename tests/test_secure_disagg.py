@@ -43,10 +43,21 @@ def scenarios(remote_gb=(16.0, 64.0, 512.0), tenants=(0, 2, 4)):
 _derive_all = jax.jit(jax.vmap(sd.derive))
 
 
+NAMES = tuple(ps.POLICIES)
+
+
 @functools.lru_cache(maxsize=None)
+def _runner(n_steps):
+    """jit(vmap over (params, key)) of a rollout of policy number `index` (not batched, so `lax.switch` stays
+    a branch): one compile serves every policy."""
+    def run(index, params, key):
+        policy = lambda k, o, s, p: jax.lax.switch(index, [ps.POLICIES[n] for n in NAMES], k, o, s, p)  # noqa
+        return rollout(ENV, policy, params, key, n_steps)
+    return jax.jit(jax.vmap(run, in_axes=(None, 0, 0)))
+
+
 def runner(policy_name, n_steps):
-    """jit(vmap over (params, key)) of a rollout: one compile per policy, shared by the tests."""
-    return jax.jit(jax.vmap(lambda p, k: rollout(ENV, ps.POLICIES[policy_name], p, k, n_steps)))
+    return functools.partial(_runner(n_steps), NAMES.index(policy_name))
 
 
 def run_all(policy_name, params, n, seed=0, n_steps=None):
