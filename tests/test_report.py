@@ -319,3 +319,22 @@ def test_renders_in_headless_chromium(built, tmp_path):
                  html_path.as_uri())
     pixels = decode_png(shot.read_bytes())
     assert pixels.shape[:2] == (4000, 1280) and float(pixels[..., :3].std()) > 0.01
+
+
+def test_tdmem_reproduction_is_three_small_tables():
+    """`reproduce tdmem` is deeply nested; the report shows the headline, one row per mode and the sweep."""
+    block = {
+        "remote_4k_access_us": {"secure": 3.63, "oram": 61.3, "band_us": [3, 6]},
+        "oram_blocks_per_access": {"4GiB": {"pages": 2**20, "blocks": 152.0, "papers_md": 152}, "z": 4.0},
+        "secure_vs_software_rdma": {"ratio": 1.07, "same_block": {"ratio": 1.0},
+                                    "by_remote_gb": {"16": {"ratio": 1.08, "same_block_ratio": 1.0,
+                                                            "rdma_slabs_batch": 48.0, "tdmem_batch": 64.0}}},
+        "capacity_utilisation": {"64GB": {"secure": 0.994, "oram": 0.497}},
+        "obliviousness_cost": {"modes": {"secure": {"traffic": 1.006, "vs_plain": 1.0},
+                                         "oram": {"traffic": 177.0, "vs_plain": 0.023}}},
+    }
+    head, per_mode, sweep = report.tdmem_tables(block)
+    assert [r[0] for r in per_mode.rows] == ["secure", "oram"]
+    assert per_mode.rows[1][1:] == [report.fmt(61.3), report.fmt(177.0), report.fmt(0.497), report.fmt(0.023)]
+    assert ["Path ORAM blocks per access, 4GiB", report.fmt(152.0), report.fmt(152)] in head.rows
+    assert head.rows[0][1] == report.fmt(1.07) and sweep.rows == [["16", "48.0", "64.0", "1.08", "1.00"]]
