@@ -16,8 +16,9 @@ State       cached tokens per sequence as (K,V local, activation local, K,V remo
             block size and remote mode (fixed at the first step), the last step's PCIe, GPU and network
             times, the step index.
 Action      MultiDiscrete([bins, remote_bins, 7, batch_bins]): the activation share of this step's cache
-            entries (bin i → i / (bins − 1)); the share of them placed remotely (bin k → k / (remote_bins − 1));
-            at the first step the remote mode (`disagg.MODES`: rdma_slab, rdma_register, plain, secure, remap,
+            entries (bin i → i / (bins − 1)); the share of them placed remotely (bin k → k / (remote_bins − 1),
+            moved into the interval of shares that keeps the run fitting: the realised share is continuous, so
+            bin 0 means "as little as the run needs", local-first spill); at the first step the remote mode (`disagg.MODES`: rdma_slab, rdma_register, plain, secure, remap,
             dummy, oram) and the block (bin j → ⌊max_batch·(j + 1) / batch_bins⌋ sequences); later steps keep
             both (only their bins are unmasked). Entries keep their form and tier.
 Mask        modes below the tenant's requirement (`tenant`: 0 none, 1 encrypted, 2 unlinkable, 3 rate hiding,
@@ -25,8 +26,10 @@ Mask        modes below the tenant's requirement (`tenant`: 0 none, 1 encrypted,
             completion of the run fits host memory (mem_alpha × capacity) and the mode's usable remote memory,
             with every later entry in the smaller form and split freely between tiers. Joint overflows are
             projected: a mode below the requirement rises to the cheapest allowed one; the block falls to the
-            largest that fits; the activation and remote shares move to the nearest feasible bin (upwards
-            first). `info["projected"]` flags it.
+            largest that fits; the activation share moves to the nearest feasible bin (upwards first); a
+            remote-share bin more than half a bin outside the fitting interval is flagged too.
+            `info["projected"]` flags it. Float32 rounding: the realised remote share sits 1e-4 inside the
+            interval, so host memory is never exceeded by rounding.
 Reward      the step's tokens/s divided by the software-RDMA baseline's tokens/s at the same step (the same
             serving policy, local-first spill with HybridServe's balance share, on 1 GB RDMA slabs: policy
             `rdma_slabs`, precomputed per scenario in `base_step_s`), so the episode's mean reward is ≈ the
@@ -60,6 +63,7 @@ import numpy as np
 from memgym.sim import config, disagg, offload
 from memgym.sim.specs import pytree_dataclass
 
+from .cache_ratio import gpu_used, system_placement, tokens_per_step  # the same server, params alike
 from .core import JaxEnv, Observation
 
 N_MODES = len(disagg.MODES)
@@ -100,15 +104,6 @@ class SecureDisaggState:
 # ---- the system -----------------------------------------------------------------------------------------------
 
 
-def system_placement(params, share):
-    """Weights split GPU/host at wg, cache (local part) and hidden states in host memory, GPU attention."""
-    return offload.placement(params.wg, 1.0 - params.wg, 0.0, 1.0, 0.0, 1.0, share, 0.0)
-
-
-def tokens_per_step(params):
-    return params.gen_len / params.max_steps
-
-
 def split(n, share, rho):
     """n new tokens in form `share`, a share `rho` of them remote → f[4] (kv_l, act_l, kv_r, act_r)."""
     return n * jnp.stack([(1 - share) * (1 - rho), share * (1 - rho), (1 - share) * rho, share * rho])
@@ -122,11 +117,6 @@ def host_used(params, batch, tokens):
 
 def remote_used(params, batch, tokens):
     return disagg.remote_used(params.model, batch, tokens[2], tokens[3])
-
-
-def gpu_used(params, batch, kv, act):
-    p = system_placement(params, 0.0)
-    return offload.footprints(params.model, p, batch, jnp.minimum(params.gbs, batch), params.prompt_len, kv, act)[0]
 
 
 def allowed(params):
