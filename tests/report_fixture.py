@@ -134,7 +134,7 @@ def build_results(root, *, seeds: int = 10, learned: str = "ppo", with_runs: boo
                          "h2m2_over_oracle": 1 / 1.03, "contexts": [512, 1024], "paper": {"h2m2": paper}}
                      for m, s, paper in (("gpt3-175b", 1.41, 1.46), ("chinchilla-70b", 1.52, 1.55),
                                          ("llama2-70b", 2.9, 2.94))},
-            "tdmem": {"opt-30b": {"local_hit_rate": 0.87, "paper": {"local_hit_rate": 0.9}}}}
+            "hybridserve": {"opt-30b": {"local_hit_rate": 0.87, "paper": {"local_hit_rate": 0.9}}}}
         reproduce["h2m2"]["dynamic"] = {"speedup_h2m2": 1.45, "speedup_flexgen_static": 1.22,
                                         "paper": {"h2m2": 1.48, "flexgen_static": 1.25}}
         (out / "reproduce.json").write_text(json.dumps(reproduce, indent=1))

@@ -243,14 +243,14 @@ def test_learning_curves_come_from_the_event_files(built, tmp_path):
 
 def test_reproduction_tables_are_generic(built):
     _, _, _, page = built
-    h2m2, tdmem = page.sections["reproduction"]["tables"]
+    h2m2, other = page.sections["reproduction"]["tables"]
     assert h2m2["head"][1] == "speedup_h2m2" and "paper.h2m2" in h2m2["head"]
     assert "contexts" not in " ".join(h2m2["head"])  # lists are left out
     rows = {cells[0]: dict(zip(h2m2["head"], cells)) for _, cells in h2m2["rows"]}
     assert list(rows) == ["gpt3-175b", "chinchilla-70b", "llama2-70b", "dynamic"]
     assert rows["llama2-70b"]["speedup_h2m2"] == "2.90" and rows["dynamic"]["speedup_oracle"] == "–"
     assert rows["dynamic"]["paper.flexgen_static"] == "1.25"
-    assert tdmem["head"] == ["Model", "local_hit_rate", "paper.local_hit_rate"]
+    assert other["head"] == ["Model", "local_hit_rate", "paper.local_hit_rate"]
     wide = report.reproduction_table({"m": {f"speedup_{i}": i / 3 for i in range(12)}})
     assert wide.header == ["Quantity", "m"] and len(wide.rows) == 12  # too wide: transposed
     flat = report.reproduction_table({"speedup_hybridserve": 1.234, "layers": [1, 2]}, "hybridserve")
