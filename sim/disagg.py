@@ -249,3 +249,14 @@ def host_bytes(m, p, bls, gbs, prompt_len, kv_l, act_l, kv_r, act_r, ctx_end):
 def remote_used(m, bls, kv_r, act_r):
     """Remote bytes the block's cache fills (all layers)."""
     return bls * m.n_layers * cache_bytes(m, kv_r, act_r)
+
+
+def as_disk_tier(r: offload.OffloadRates, t: RemoteTier, mode) -> offload.OffloadRates:
+    """The offloading system's rates with the remote tier in FlexGen's third-tier (disk) slot, so FlexGen's LP
+    and batch search (`offload.flexgen_search`) place weights, cache and hidden states on it: reads and writes
+    at link / traffic(mode), capacity the mode's usable bytes (undoing FlexGen's mem_alpha, which the usable
+    fraction replaces). The per-transfer round trip (µs against layer transfers of many ms) is left out."""
+    bw = t.link_bytes_per_s / traffic(t, mode)
+    return dataclasses.replace(
+        r, dtoc_bytes_per_s=bw, ctod_cache_prefill_bytes_per_s=bw, ctod_hidden_prefill_bytes_per_s=bw,
+        ctod_gen_bytes_per_s=bw, disk_capacity_bytes=usable_bytes(t, mode) / r.mem_alpha)

@@ -205,3 +205,21 @@ def test_registered_and_bad_input(tmp_path):
         ENV.default_params(hardware=str(bad))
     with pytest.raises(ValueError, match="does not fit"):
         ENV.default_params(host_memory_gb=40.0, remote_memory_gb=1.0)
+
+
+def test_flexgen_policy_search_runs_on_the_remote_tier():
+    """An existing policy on the tier: FlexGen's LP + batch search with remote memory as its third tier."""
+    from memgym.sim import offload
+    from memgym.train.reproduce import flexgen_on_remote
+
+    params = small_params()
+    out = flexgen_on_remote(params, modes=("rdma_slab", "secure", "oram"))
+    assert out["secure"]["tokens_per_s"] >= out["rdma_slab"]["tokens_per_s"] > out["no_remote"]["tokens_per_s"]
+    assert out["secure"]["remote_share_of_cache"] > 0 and out["oram"]["tokens_per_s"] <= out["secure"]["tokens_per_s"]
+    # the solution's remote peak (FlexGen's disk term) fits what the mode can use
+    for name in ("rdma_slab", "secure"):
+        v = out[name]
+        p = offload.from_percent(v["percent"], cpu_attention=0.0)
+        bls, gbs, end = v["gbs"] * v["num_gpu_batches"], v["gbs"], float(params.prompt_len + params.gen_len)
+        remote = float(offload.peak_terms(params.model, p, bls, gbs, params.prompt_len, end, 0.0)[4])
+        assert remote <= float(disagg.usable_bytes(params.remote, disagg.MODES.index(name))) * (1 + 1e-3)

@@ -538,8 +538,33 @@ def reproduce_tdmem(overrides: dict | None = None, remote_sweep_gb=TDMEM_REMOTE_
                "oram_slowdown_vs_secure": by_tenant["none"]["tokens_per_s"] / by_tenant["oblivious"]["tokens_per_s"]}
 
     return {"remote_4k_access_us": access, "oram_blocks_per_access": oram, "secure_vs_software_rdma": versus,
-            "capacity_utilisation": util, "obliviousness_cost": obl_out, "scenario": scenario,
+            "capacity_utilisation": util, "obliviousness_cost": obl_out,
+            "flexgen_on_remote": flexgen_on_remote(params), "scenario": scenario,
             "time_s": time.perf_counter() - t0}
+
+
+TDMEM_FLEXGEN_MODES = ("rdma_slab", "secure", "dummy", "oram")
+
+
+def flexgen_on_remote(params, modes=TDMEM_FLEXGEN_MODES) -> dict:
+    """FlexGen's own policy search (its LP over the nine placement fractions and its batch search) with the
+    remote tier in its third-tier slot (`disagg.as_disk_tier`), per mode, and with no remote memory: an
+    existing policy run on the tier, placing weights as well as cache and hidden states there."""
+    from memgym.sim import disagg, offload
+
+    m, prompt, gen = params.model, float(params.prompt_len), float(params.gen_len)
+    rows = {name: offload.with_capacity(params.rates, disk_gb=0.0) if name == "no_remote"
+            else disagg.as_disk_tier(params.rates, params.remote, disagg.MODES.index(name))
+            for name in ("no_remote", *modes)}
+    out = {}
+    for name, rates in rows.items():
+        sol = offload.flexgen_search(m, rates, prompt, gen, cpu_attention=(0.0,))
+        out[name] = {"tokens_per_s": sol.tokens_per_s, "gbs": sol.gbs, "num_gpu_batches": sol.nb,
+                     "percent": sol.percent(), "remote_share_of_cache": round(1.0 - sol.cg - sol.cc, 4)}
+    base = out["rdma_slab"]["tokens_per_s"] if "rdma_slab" in out else None
+    for v in out.values():
+        v["vs_rdma_slab"] = v["tokens_per_s"] / base if base else None
+    return out
 
 
 def format_tdmem(result: dict) -> str:
@@ -613,5 +638,12 @@ def format_tdmem(result: dict) -> str:
               f"(whole {reg['capacity_gb']:.0f} GB: {reg['capacity_per_4kb_s']:,.0f} / "
               f"{reg['capacity_per_mb_s']:,.1f} s); TDMem's hardware allocation ~0 s; the episode takes "
               f"{reg['tdmem_episode_s']:,.0f} s"]
+    fg = result.get("flexgen_on_remote") or {}
+    if fg:
+        lines += ["", "FlexGen's own policy search (LP + batch search) with remote memory as its third tier:"]
+        lines += [f"  {name:10s} {v['tokens_per_s']:7.2f} tok/s  {v['gbs']}x{v['num_gpu_batches']}, placement "
+                  f"{v['percent']}, cache remote {v['remote_share_of_cache']:.0%}"
+                  + (f", {v['vs_rdma_slab']:.2f}x rdma_slab" if v.get("vs_rdma_slab") else "")
+                  for name, v in fg.items()]
     lines.append(f"(computed in {result['time_s']:.1f} s)")
     return "\n".join(lines)
