@@ -69,7 +69,7 @@ import jax.numpy as jnp
 from memgym.sim import config, offload
 from memgym.sim.specs import pytree_dataclass
 
-from .core import JaxEnv, Observation
+from .core import OBS_BOUND, JaxEnv, Observation, clip_features
 
 
 @pytree_dataclass(static=("bins", "batch_bins", "max_steps", "convert_bins"))
@@ -218,7 +218,7 @@ class CacheRatio(JaxEnv):
         return 12
 
     def observation_bounds(self, params):
-        return -10.0, 10.0
+        return -OBS_BOUND, OBS_BOUND
 
     def feature_names(self, params):
         return ("kv_tokens", "act_tokens", "last_pcie", "last_gpu", "host_free", "gpu_free", "step_frac",
@@ -269,11 +269,6 @@ class CacheRatio(JaxEnv):
         cap = offload.capacities(params.rates)[1] * (1 + 1e-6)
         used = jax.vmap(lambda b: jax.vmap(lambda kv, ac: host_used(params, b, kv, ac))(kv_end, act_end))(batches)
         return (used <= cap).reshape(params.batch_bins, params.bins, -1).transpose(1, 0, 2)
-
-    def feasibility(self, state, params):
-        """share_ok bool[bins, batch_bins]: share bin i with block bin j fits with some convert bin (without
-        the convert action: with no conversion)."""
-        return self.joint_feasibility(state, params).any(axis=2)
 
     def action_mask(self, state, params):
         ok3 = self.joint_feasibility(state, params)
@@ -383,9 +378,8 @@ class CacheRatio(JaxEnv):
         feats = jnp.stack([
             state.kv_tokens / end, state.act_tokens / end, state.last_pcie_s / base, state.last_gpu_s / base,
             1.0 - host, 1.0 - gpu, state.step / params.max_steps, state.batch / params.max_batch,
-            p0 / base, g0 / base, p1 / base, g1 / base]).astype(jnp.float32)
-        feats = jnp.clip(jnp.nan_to_num(feats, nan=0.0, posinf=10.0, neginf=-10.0), -10.0, 10.0)
-        return Observation(features=feats, action_mask=self.action_mask(state, params))
+            p0 / base, g0 / base, p1 / base, g1 / base])
+        return Observation(features=clip_features(feats), action_mask=self.action_mask(state, params))
 
 
 def derive_capacity(params: CacheRatioParams) -> CacheRatioParams:

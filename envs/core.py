@@ -40,6 +40,15 @@ def split_mask(mask, nvec):
     return out
 
 
+OBS_BOUND = 10.0  # features are fractions and ratios to a baseline, clipped to ±OBS_BOUND
+
+
+def clip_features(feats):
+    """Features as float32 within ±OBS_BOUND (NaN → 0, ±inf → the bound)."""
+    b = OBS_BOUND
+    return jnp.clip(jnp.nan_to_num(feats.astype(jnp.float32), nan=0.0, posinf=b, neginf=-b), -b, b)
+
+
 def masked_random(env):
     """The uniform random policy over each action dimension's unmasked bins, for `env`."""
 

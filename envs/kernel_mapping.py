@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from memgym.sim import asymmetric, config, workload
 from memgym.sim.specs import HBM, LPDDR, HardwareSpec, ModelSpec, kv_bytes_per_token, pytree_dataclass, replace
 
-from .core import JaxEnv, Observation
+from .core import OBS_BOUND, JaxEnv, Observation
 
 PAPER_BATCH = {"gpt3-175b": 32, "chinchilla-70b": 64, "llama2-70b": 128}
 PAPER_CONTEXTS = {"gpt3-175b": (256, 512, 1024, 2048), "chinchilla-70b": (512, 1024, 2048, 4096),
@@ -138,7 +138,7 @@ class KernelMapping(JaxEnv):
         return 20
 
     def observation_bounds(self, params):
-        return -10.0, 10.0  # fractions and ratios, clipped
+        return -OBS_BOUND, OBS_BOUND  # fractions and ratios, clipped
 
     def feature_names(self, params):
         return ("footprint_attention", "footprint_qkv", "footprint_fc", "hbm_free", "lpddr_free", "context_mean",
@@ -286,5 +286,5 @@ class KernelMapping(JaxEnv):
             (state.step / params.max_steps)[None].astype(jnp.float32),
             (growth / cap_h)[None],
         ]).astype(jnp.float32)
-        feats = jnp.clip(feats, -10.0, 10.0)
+        feats = jnp.clip(feats, -OBS_BOUND, OBS_BOUND)
         return Observation(features=feats, action_mask=self.action_mask(state, params))

@@ -64,7 +64,7 @@ from memgym.sim import config, disagg, offload
 from memgym.sim.specs import pytree_dataclass
 
 from .cache_ratio import gpu_used, system_placement, tokens_per_step  # the same server, params alike
-from .core import JaxEnv, Observation
+from .core import OBS_BOUND, JaxEnv, Observation, clip_features
 
 N_MODES = len(disagg.MODES)
 _LEVELS = np.asarray(disagg.LEVELS, np.float32)  # numpy: a module constant must never become a tracer
@@ -256,21 +256,27 @@ def roomiest_mode(params):
     return jnp.argmax(jnp.where(allowed(params), usable, -1.0)).astype(jnp.int32)
 
 
+def fit_action(params, state, mode, share_bin, rho_bin, batch_bin):
+    """The nearest fitting action in `mode` (at the first step; later the episode's): the block falls to the
+    largest fitting bin ≤ `batch_bin` (first step; later the episode's block), the share moves to the nearest
+    fitting bin from `share_bin` (upwards first), then the remote share likewise from `rho_bin`."""
+    first = state.step == 0
+    mf = min_form(params)
+    b_ok = jax.vmap(lambda j: step_bounds(params, mode, batch_of(params, j), state.tokens, first, mf)[0])(
+        jnp.arange(params.batch_bins))
+    bb = jnp.where(first, _fall(b_ok, batch_bin), current_batch_bin(params, state))
+    batch = jnp.where(first, batch_of(params, bb), state.batch)
+    si = _share_bin(share_ok(params, mode, batch, state.tokens, first), share_bin, params)
+    ri = _rise(rho_ok(params, mode, batch, state.tokens, first, si / (params.bins - 1)), rho_bin)
+    return jnp.stack([si, ri, mode, bb]).astype(jnp.int32)
+
+
 def plan_action(params, state, mode, share_bin, batch_bin):
     """An action that holds a plan: at the first step `mode`, the largest feasible block bin ≤ `batch_bin` and
     the nearest feasible share bin from `share_bin` up; later steps keep block and mode. The remote share is
     the smallest feasible one: new entries stay local until the run's end would overflow host memory
     (local-first spill). Used by the planned policies and the baseline."""
-    first = state.step == 0
-    jb = jnp.arange(params.batch_bins)
-    mf = min_form(params)
-    b_ok = jax.vmap(lambda j: step_bounds(params, mode, batch_of(params, j), state.tokens, first, mf)[0])(jb)
-    bb = jnp.where(first, _fall(b_ok, batch_bin), current_batch_bin(params, state))
-    batch = jnp.where(first, batch_of(params, bb), state.batch)
-    md = jnp.where(first, mode, state.mode)
-    si = _share_bin(share_ok(params, md, batch, state.tokens, first), share_bin, params)
-    ri = _rise(rho_ok(params, md, batch, state.tokens, first, si / (params.bins - 1)), 0)
-    return jnp.stack([si, ri, md, bb]).astype(jnp.int32)
+    return fit_action(params, state, jnp.where(state.step == 0, mode, state.mode), share_bin, 0, batch_bin)
 
 
 def current_batch_bin(params, state):
@@ -359,7 +365,7 @@ class SecureDisagg(JaxEnv):
         return 18
 
     def observation_bounds(self, params):
-        return -10.0, 10.0
+        return -OBS_BOUND, OBS_BOUND
 
     def feature_names(self, params):
         return ("kv_local", "act_local", "kv_remote", "act_remote", "last_pcie", "last_gpu", "last_net",
@@ -404,18 +410,10 @@ class SecureDisagg(JaxEnv):
         feasible bin; the shares move to the nearest feasible bins (upwards first). Out-of-range entries
         are clipped and flagged."""
         raw = jnp.asarray(action, jnp.int32)
-        hi = jnp.asarray([params.bins - 1, params.remote_bins - 1, N_MODES - 1, params.batch_bins - 1])
-        a = jnp.clip(raw, 0, hi)
+        a = jnp.clip(raw, 0, jnp.asarray(self.action_nvec(params)) - 1)
         first = state.step == 0
         mode = jnp.where(first, _rise(self._mode_mask(state, params), a[2]), state.mode)
-        mf = min_form(params)
-        b_ok = jax.vmap(lambda j: step_bounds(params, mode, batch_of(params, j), state.tokens, first, mf)[0])(
-            jnp.arange(params.batch_bins))
-        bb = jnp.where(first, _fall(b_ok, a[3]), current_batch_bin(params, state))
-        batch = jnp.where(first, batch_of(params, bb), state.batch)
-        si = _share_bin(share_ok(params, mode, batch, state.tokens, first), a[0], params)
-        ri = _rise(rho_ok(params, mode, batch, state.tokens, first, si / (params.bins - 1)), a[1])
-        out = jnp.stack([si, ri, mode, bb]).astype(jnp.int32)
+        out = fit_action(params, state, mode, a[0], a[1], a[3])
         changed = out != raw
         projected = changed[0] | changed[1] | (first & (changed[2] | changed[3]))
         return out, projected
@@ -457,9 +455,8 @@ class SecureDisagg(JaxEnv):
             jnp.stack([state.last_pcie_s, state.last_gpu_s, state.last_net_s]) / base,
             jnp.stack([1.0 - host, 1.0 - rem, state.step / params.max_steps, state.batch / params.max_batch,
                        params.tenant / 4.0, (state.mode + 1.0) / N_MODES,
-                       pc[0] / base, gp[0] / base, pc[1] / base, gp[1] / base, nt[2] / base])]).astype(jnp.float32)
-        feats = jnp.clip(jnp.nan_to_num(feats, nan=0.0, posinf=10.0, neginf=-10.0), -10.0, 10.0)
-        return Observation(features=feats, action_mask=self.action_mask(state, params))
+                       pc[0] / base, gp[0] / base, pc[1] / base, gp[1] / base, nt[2] / base])])
+        return Observation(features=clip_features(feats), action_mask=self.action_mask(state, params))
 
 
 # ---- per-scenario derivation: capacity, the baseline, the best static plan ---------------------------------------
@@ -513,13 +510,10 @@ def fits(params, state):
 
 def play_plan(params, mode, share_bin, batch_bin):
     """Run a static plan through the dynamics (no projection: `plan_action` keeps it feasible where anything
-    is): per-step (total_s f[T], batch, whether the run fits)."""
+    is): (the final state, `advance`'s per-step outputs, each f[T])."""
     def body(state, _):
-        act = plan_action(params, state, mode, share_bin, batch_bin)
-        new, o = advance(params, state, act)
-        return new, o["total"]
-    state, totals = jax.lax.scan(body, initial_state(), None, length=params.max_steps)
-    return totals, state.batch, fits(params, state)
+        return advance(params, state, plan_action(params, state, mode, share_bin, batch_bin))
+    return jax.lax.scan(body, initial_state(), None, length=params.max_steps)
 
 
 def derive(params: SecureDisaggParams) -> SecureDisaggParams:
@@ -537,14 +531,16 @@ def derive(params: SecureDisaggParams) -> SecureDisaggParams:
     max_batch = jnp.maximum(max_batch, jnp.floor(largest_block(params, disagg.RDMA_SLAB, mf)))
     params = dataclasses.replace(params, max_batch=max_batch)
     si, bb = plan(params, jnp.int32(disagg.RDMA_SLAB))
-    base_s, base_batch, _ = play_plan(params, jnp.int32(disagg.RDMA_SLAB), si, bb)
+    base, base_out = play_plan(params, jnp.int32(disagg.RDMA_SLAB), si, bb)
+    base_s, base_batch = base_out["total"], base.batch
     params = dataclasses.replace(params, base_step_s=base_s, base_batch=base_batch)
     # the best static plan: every (share bin, mode, block bin), local-first spill, scored by mean reward
     k = tokens_per_step(params)
 
     def score(s, md, j):
-        t, b, ok = play_plan(params, md, s, j)
-        return jnp.where(ok, jnp.mean((b * k / t) / (base_batch * k / base_s)), -jnp.inf)
+        state, out = play_plan(params, md, s, j)
+        score = jnp.mean((state.batch * k / out["total"]) / (base_batch * k / base_s))
+        return jnp.where(fits(params, state), score, -jnp.inf)
     grid = jax.vmap(lambda s: jax.vmap(lambda md: jax.vmap(lambda j: score(s, md, j))(jnp.arange(params.batch_bins)))(
         jnp.arange(N_MODES)))(jnp.arange(params.bins))
     grid = jnp.where(allowed(params)[None, :, None], grid, -jnp.inf)

@@ -200,8 +200,8 @@ def test_throughput_is_the_envs_own(result):
     @jax.jit
     def secure(p):
         mode = jnp.int32(disagg.SECURE)
-        total, batch, ok = sd.play_plan(p, mode, *sd.plan(p, mode))
-        return batch * p.gen_len / total.sum(), batch, ok
+        state, out = sd.play_plan(p, mode, *sd.plan(p, mode))
+        return state.batch * p.gen_len / out["total"].sum(), state.batch, sd.fits(p, state)
 
     tps, batch, ok = secure(params)
     assert bool(ok) and float(batch) == v["tdmem"]["batch"]

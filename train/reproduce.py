@@ -328,19 +328,6 @@ TDMEM_COMPARABLE = 0.15  # "comparable performance": the same block within +-15 
 TDMEM_UTILISATION_GB = (64.0, 16.0)
 
 
-def _tdmem_play(params, mode, share_bin, batch_bin):
-    """`secure_disagg.play_plan` keeping the final state and the network time: (state, step totals f[T],
-    network seconds f[T])."""
-    from memgym.envs import secure_disagg as sd
-
-    def body(state, _):
-        act = sd.plan_action(params, state, mode, share_bin, batch_bin)
-        new, o = sd.advance(params, state, act)
-        return new, (o["total"], o["net"])
-    state, (total, net) = jax.lax.scan(body, sd.initial_state(), None, length=params.max_steps)
-    return state, total, net
-
-
 def _tdmem_run(params, mode, share_bin=None, batch_bin=None):
     """One static plan (the mode's own `plan` unless given) through the episode: throughput = block ·
     gen_len / Σ step times (prefill included), and what it used."""
@@ -350,7 +337,8 @@ def _tdmem_run(params, mode, share_bin=None, batch_bin=None):
     mode = jnp.asarray(mode, jnp.int32)
     if share_bin is None:
         share_bin, batch_bin = sd.plan(params, mode)
-    state, total, net = _tdmem_play(params, mode, share_bin, batch_bin)
+    state, out = sd.play_plan(params, mode, share_bin, batch_bin)
+    total, net = out["total"], out["net"]
     return {"tokens_per_s": state.batch * params.gen_len / total.sum(), "batch": state.batch,
             "share_bin": jnp.asarray(share_bin, jnp.int32), "block_bin": jnp.asarray(batch_bin, jnp.int32),
             "episode_s": total.sum(), "net_time_frac": net.sum() / total.sum(), "fits": sd.fits(params, state),
