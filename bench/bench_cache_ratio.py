@@ -7,7 +7,6 @@ search with scipy's HiGHS, host side).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
@@ -15,35 +14,30 @@ import jax
 import jax.numpy as jnp
 
 import memgym
-from _timing import timed  # bench/ is on sys.path when a script here runs
+from _timing import bench_args, rollout_rate, timed  # bench/ is on sys.path when a script here runs
 from memgym.envs import cache_ratio as cr
-from memgym.envs.core import rollout
 from memgym.policies import cache_ratio as pc
 from memgym.sim import config, offload
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 1024, 4096])
-    args = ap.parse_args(argv)
-    env, params = memgym.make("CacheRatio-v0")
-    rows = []
-    # every environment gets its own host memory (112-144 GB), so deterministic policies cannot be computed
-    # once and broadcast: the batch is a real batch of different systems
+def host_rollout_rate(env, params, policy, n, steps, repeats):
+    """`rollout_rate` over n environments, each with its own host memory (112-144 GB): deterministic policies
+    cannot be computed once and broadcast, the batch is a real batch of different systems."""
     def scenario(host_gb):
         rates = dataclasses.replace(params.rates, cpu_capacity_bytes=host_gb * 1e9)
         return cr.derive_capacity(dataclasses.replace(params, rates=rates))
+    return rollout_rate(env, policy, n, steps, repeats, scenario=scenario, values=jnp.linspace(112.0, 144.0, n))
 
+
+def main(argv=None):
+    args = bench_args(__doc__, argv)
+    env, params = memgym.make("CacheRatio-v0")
+    rows = []
     for name in ("random", "hybridserve"):
         policy = pc.POLICIES[name]
         for b in args.batches:
-            run = jax.jit(jax.vmap(lambda h, k, p=policy: rollout(env, p, scenario(h), k, args.steps)[0]))
-            keys = jax.random.split(jax.random.PRNGKey(0), b)
-            hosts = jnp.linspace(112.0, 144.0, b)
-            compile_s, run_s = timed(run, hosts, keys, repeats=args.repeats)
-            rows.append((f"scan rollout, {name}", b, b * args.steps / run_s, compile_s))
+            sps, compile_s = host_rollout_rate(env, params, policy, b, args.steps, args.repeats)
+            rows.append((f"scan rollout, {name}", b, sps, compile_s))
     obs, state = env.reset(jax.random.PRNGKey(0), params)
     decide = jax.jit(pc.hybridserve)
     compile_s, one = timed(decide, jax.random.PRNGKey(0), obs, state, params, repeats=20)

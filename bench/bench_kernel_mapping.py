@@ -6,31 +6,22 @@ batch 1, 1024 and 4096, and the heuristic's decision time per call.
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 
 import memgym
-from _timing import timed  # bench/ is on sys.path when a script here runs
-from memgym.envs.core import rollout
+from _timing import bench_args, rollout_rate, timed  # bench/ is on sys.path when a script here runs
 from memgym.policies import kernel_mapping as km
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 1024, 4096])
-    args = ap.parse_args(argv)
+    args = bench_args(__doc__, argv)
     env, params = memgym.make("KernelMapping-v0")
     rows = []
     for name in ("random", "h2m2"):
         policy = km.POLICIES[name]
         for b in args.batches:
-            run = jax.jit(jax.vmap(lambda k, p=policy: rollout(env, p, params, k, args.steps)[0]))
-            keys = jax.random.split(jax.random.PRNGKey(0), b)
-            compile_s, run_s = timed(run, keys, repeats=args.repeats)
-            rows.append((f"scan rollout, {name}", b, b * args.steps / run_s, compile_s))
+            sps, compile_s = rollout_rate(env, policy, b, args.steps, args.repeats, params=params)
+            rows.append((f"scan rollout, {name}", b, sps, compile_s))
     obs, state = env.reset(jax.random.PRNGKey(0), params)
     decide = jax.jit(km.h2m2)
     compile_s, one = timed(decide, jax.random.PRNGKey(0), obs, state, params, repeats=20)

@@ -9,17 +9,15 @@ remote tier), and each policy's steps/s is also given relative to random at the 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 
 import memgym
-from _timing import timed  # bench/ is on sys.path when a script here runs
-from memgym.envs import cache_ratio as cr
+from _timing import bench_args, rollout_rate, timed  # bench/ is on sys.path when a script here runs
+from bench_cache_ratio import host_rollout_rate
 from memgym.envs import secure_disagg as sd
-from memgym.envs.core import rollout
 from memgym.policies import cache_ratio as pc
 from memgym.policies import secure_disagg as ps
 from memgym.sim import disagg
@@ -28,12 +26,8 @@ REF_BATCH = 1024
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 1024, 4096])
-    ap.add_argument("--remote-gb", type=float, nargs=2, default=[48.0, 96.0], metavar=("LO", "HI"))
-    args = ap.parse_args(argv)
+    args = bench_args(__doc__, argv, lambda ap: ap.add_argument("--remote-gb", type=float, nargs=2,
+                                                                 default=[48.0, 96.0], metavar=("LO", "HI")))
     env, params = memgym.make("SecureDisagg-v0")
 
     # every environment gets its own remote memory, so deterministic policies cannot be computed once and
@@ -51,24 +45,14 @@ def main(argv=None):
         derive_rows.append((b, compile_s, run_s))
         scen[b] = derive_b(remote)
     for name in ("random", "tdmem"):
-        policy = ps.POLICIES[name]
-        run = jax.jit(jax.vmap(lambda p, k, pol=policy: rollout(env, pol, p, k, args.steps)[0]))
         for b in args.batches:
-            keys = jax.random.split(jax.random.PRNGKey(0), b)
-            compile_s, run_s = timed(run, scen[b], keys, repeats=args.repeats)
-            rollout_rows.append((name, b, b * args.steps / run_s, compile_s))
+            sps, compile_s = rollout_rate(env, ps.POLICIES[name], b, args.steps, args.repeats,
+                                          scenario=lambda p: p, values=scen[b])
+            rollout_rows.append((name, b, sps, compile_s))
 
     # the reference: CacheRatio-v0's heuristic, 1024 environments with their own host memory
     cenv, cparams = memgym.make("CacheRatio-v0")
-
-    def cscenario(host_gb):
-        rates = dataclasses.replace(cparams.rates, cpu_capacity_bytes=host_gb * 1e9)
-        return cr.derive_capacity(dataclasses.replace(cparams, rates=rates))
-
-    crun = jax.jit(jax.vmap(lambda h, k: rollout(cenv, pc.hybridserve, cscenario(h), k, args.steps)[0]))
-    ckeys = jax.random.split(jax.random.PRNGKey(0), REF_BATCH)
-    c_compile, c_run = timed(crun, jnp.linspace(112.0, 144.0, REF_BATCH), ckeys, repeats=args.repeats)
-    ref_sps = REF_BATCH * args.steps / c_run
+    ref_sps, c_compile = host_rollout_rate(cenv, cparams, pc.hybridserve, REF_BATCH, args.steps, args.repeats)
 
     # the heuristic's decision at the first step (mode, share and block: the whole plan) and a later one
     obs, state = env.reset(jax.random.PRNGKey(0), params)
