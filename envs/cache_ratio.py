@@ -214,9 +214,6 @@ class CacheRatio(JaxEnv):
             return (params.bins, params.batch_bins, params.convert_bins)
         return (params.bins, params.batch_bins)
 
-    def observation_size(self, params):
-        return 12
-
     def observation_bounds(self, params):
         return -OBS_BOUND, OBS_BOUND
 

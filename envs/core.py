@@ -61,8 +61,9 @@ def masked_random(env):
 
 
 class JaxEnv:
-    """Base class: subclasses implement `reset_env`, `step_env`, `action_nvec`, `observation_size`,
-    `default_params` and list their `metric_names`; `reset` and `step` add autoreset."""
+    """Base class: subclasses implement `reset_env`, `step_env`, `action_nvec`, `feature_names` (or
+    `observation_size` alone, for unnamed features), `default_params` and list their `metric_names`; `reset`
+    and `step` add autoreset."""
 
     id: ClassVar[str] = ""
     metric_names: ClassVar[tuple[str, ...]] = ()
@@ -83,7 +84,8 @@ class JaxEnv:
         raise NotImplementedError
 
     def observation_size(self, params) -> int:
-        raise NotImplementedError
+        """The number of features: that of `feature_names` (a subclass implements one of the two)."""
+        return len(self.feature_names(params))
 
     def observation_bounds(self, params) -> tuple[float, float]:
         """Bounds every feature lies in (the gymnasium Box uses them)."""

@@ -134,9 +134,6 @@ class KernelMapping(JaxEnv):
     def action_nvec(self, params):
         return (params.bins,) * 3
 
-    def observation_size(self, params):
-        return 20
-
     def observation_bounds(self, params):
         return -OBS_BOUND, OBS_BOUND  # fractions and ratios, clipped
 

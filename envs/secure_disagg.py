@@ -361,9 +361,6 @@ class SecureDisagg(JaxEnv):
     def action_nvec(self, params):
         return (params.bins, params.remote_bins, N_MODES, params.batch_bins)
 
-    def observation_size(self, params):
-        return 18
-
     def observation_bounds(self, params):
         return -OBS_BOUND, OBS_BOUND
 
