@@ -44,9 +44,9 @@ def _kind(name: str, heuristic: str) -> str:
 
 def _episodes_policies(env, stacked_params, policies: list, keys):
     """Every policy in `policies` on several scenarios of one structure, in ONE compiled program: the
-    policy is picked by `lax.switch` on a vmapped index, so the group compiles once rather than once per
-    policy (under vmap every branch runs; the policies are cheap next to compilation). Outputs have leading
-    axes [policy, scenario, seed]."""
+    policy is picked by `lax.switch` on an index that `lax.map` walks (not vmapped, so only the chosen branch
+    runs), and the group compiles once rather than once per policy. Outputs have leading axes [policy,
+    scenario, seed]."""
     n_steps = stacked_params.max_steps  # static, shared by the group
 
     def one(i, p, k):
@@ -55,7 +55,8 @@ def _episodes_policies(env, stacked_params, policies: list, keys):
                                   key, obs, state, params)
         return rollout(env, policy, p, k, n_steps)
 
-    run = jax.jit(jax.vmap(jax.vmap(jax.vmap(one, (None, None, 0)), (None, 0, None)), (0, None, None)))
+    per_policy = jax.vmap(jax.vmap(one, (None, None, 0)), (None, 0, None))
+    run = jax.jit(lambda index, p, k: jax.lax.map(lambda i: per_policy(i, p, k), index))
     rewards, _, _, metrics, actions = jax.device_get(run(jnp.arange(len(policies)), stacked_params, keys))
     return rewards, metrics, actions
 
