@@ -19,18 +19,25 @@ Mask        per sublayer, bins whose share alone would overflow HBM (or whose re
             order); LPDDR overflow raises attention, then qkv, then fc. `info["projected"]` flags it.
 Reward      t_LPDDR-only / t_policy for the step's iterations, migration of pages whose side changed included,
             so an episode's mean reward is the speedup over the LPDDR-only system (the paper's metric).
-Observation f32[20] in [-10, 10]: footprint of each sublayer / HBM capacity (3); free HBM and LPDDR
-            fractions (2); mean, max, min context / context_max (3); HBM capacity / total footprint (1); the
-            current mapping (3); each sublayer's HBM-side and LPDDR-side time in the last iteration / the
-            baseline's iteration time (6; 0 at reset); step / max steps (1); KV growth per step / HBM capacity (1).
+Observation f32[29] in [-10, 10], every feature a fraction or a ratio (no bytes, seconds or token counts), so
+            one policy transfers across models, capacities and bandwidths: footprint of each sublayer / HBM
+            capacity (3); free HBM and LPDDR fractions (2); mean, max, min context of the running requests /
+            context_max (3); HBM capacity / total footprint (1); the current mapping (3); each sublayer's
+            HBM-side and LPDDR-side time in the last iteration / the baseline's iteration time (6; 0 at reset);
+            step / max steps (1); KV growth per step / HBM capacity (1); per sublayer, the HBM share that
+            equalises its two sides' times (3), the largest share the mask allows (3), and the share H2M2's
+            greedy picks for the coming step (3: the paper's algorithm as an observed hint, which a policy may
+            follow or override; residual-policy style).
 Termination static workload: `terminated` when the run's last iteration is done; dynamic workload: the run
             has no natural end, so the episode is `truncated` at max_steps.
 Metrics     info["metrics"]: iteration_time_s (per iteration, migration amortised), baseline_time_s, speedup,
             tokens_per_s, migration_bytes, hbm_used_frac, lpddr_used_frac, energy_j (memory access energy per
             iteration), hbm_share_* (the mapping used), projected, time_{attention,qkv,fc}_s (barrier time of
             each sublayer over all layers), migration_s.
-Parameters  model (INT8), batch, hardware (vmappable: e.g. HBM capacity 48–192 GB), workload; presets in
-            `configs/`, sources in their YAML.
+Parameters  model (INT8), batch, hardware (vmappable: e.g. HBM capacity 48–192 GB, LPDDR bandwidth), workload;
+            presets in `configs/`, sources in their YAML. `batch` and `dynamic` are traced, and `n_slots` (the
+            slot array, static) may exceed the batch, so scenarios of different batch and workload stack into one
+            table (`memgym.envs.distribution`); the benchmark's splits are in `configs/benchmarks/kernel-mapping.yaml`.
 Heuristic   `memgym.policies.kernel_mapping.h2m2`: H2M2's greedy attention → qkv → fc min-max mapping.
 """
 
@@ -38,11 +45,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from memgym.sim import asymmetric, config, workload
 from memgym.sim.specs import HBM, LPDDR, HardwareSpec, ModelSpec, kv_bytes_per_token, pytree_dataclass, replace
 
-from .core import OBS_BOUND, JaxEnv, Observation
+from .core import OBS_BOUND, JaxEnv, Observation, clip_features, split_mask
 
 PAPER_BATCH = {"gpt3-175b": 32, "chinchilla-70b": 64, "llama2-70b": 128}
 PAPER_CONTEXTS = {"gpt3-175b": (256, 512, 1024, 2048), "chinchilla-70b": (512, 1024, 2048, 4096),
@@ -50,7 +58,7 @@ PAPER_CONTEXTS = {"gpt3-175b": (256, 512, 1024, 2048), "chinchilla-70b": (512, 1
 SUBLAYER_NAMES = ("attention", "qkv", "fc")
 
 
-@pytree_dataclass(static=("bins", "n_slots", "max_steps", "dynamic"))
+@pytree_dataclass(static=("bins", "n_slots", "max_steps"))
 class KernelMappingParams:
     model: ModelSpec
     hw: HardwareSpec
@@ -60,10 +68,11 @@ class KernelMappingParams:
     context_max: jax.Array
     finish_prob: jax.Array  # per iteration (dynamic workload only)
     iterations_per_step: jax.Array
+    batch: jax.Array  # f32: running requests, <= n_slots (slots past it stay empty)
+    dynamic: jax.Array  # bool: requests finish early and the episode is truncated rather than terminated
     bins: int = 16
-    n_slots: int = 32
+    n_slots: int = 32  # the slot array's size (static); a scenario distribution pads every batch to its largest
     max_steps: int = 96
-    dynamic: bool = False
 
 
 @pytree_dataclass
@@ -73,6 +82,16 @@ class KernelMappingState:
     step: jax.Array  # i32
     last_kv_tokens: jax.Array  # KV tokens the current mapping was chosen for (the footprint tracker's memory)
     last_side_times: jax.Array  # f[6] last iteration's HBM-side and LPDDR-side time per sublayer / baseline
+
+
+def _set(values, index, value):
+    """A copy of a spec's per-tier array with one entry replaced (host side: params are built eagerly)."""
+    out = np.array(values)
+    out[index] = value
+    return jnp.asarray(out, values.dtype)
+
+
+_total_footprint = jax.jit(lambda m, hw, kv_tokens: asymmetric.footprints(m, hw, kv_tokens).sum())
 
 
 def shares_of(action, bins):
@@ -90,7 +109,8 @@ class KernelMapping(JaxEnv):
                        workload: str = "static", max_steps: int | None = None,
                        iterations_per_step: int | None = None, context_start: tuple | None = None,
                        context_max: int | None = None, finish_prob: float = 0.02,
-                       hbm_capacity_gb: float | None = None, dtype: str = "int8") -> KernelMappingParams:
+                       hbm_capacity_gb: float | None = None, dtype: str = "int8",
+                       n_slots: int | None = None, lpddr_bw_gbps: float | None = None) -> KernelMappingParams:
         """Parameters for one scenario. Defaults follow the paper: INT8, the paper's batch for the model,
         contexts from the start of the paper's sweep growing to its end (static), or H2M2's dynamic run."""
         if workload not in ("static", "dynamic"):
@@ -103,7 +123,12 @@ class KernelMapping(JaxEnv):
         if hbm_capacity_gb is not None:
             if hbm_capacity_gb <= 0:
                 raise ValueError(f"hbm_capacity_gb must be > 0, got {hbm_capacity_gb}")
-            hw = replace(hw, tier_capacity_bytes=hw.tier_capacity_bytes.at[HBM].set(hbm_capacity_gb * 1e9))
+            hw = replace(hw, tier_capacity_bytes=_set(hw.tier_capacity_bytes, HBM, hbm_capacity_gb * 1e9))
+        if lpddr_bw_gbps is not None:
+            if not (isinstance(lpddr_bw_gbps, (int, float)) and 1.0 <= lpddr_bw_gbps <= 1e5):
+                raise ValueError(f"lpddr_bw_gbps must be a number in [1, 1e5] GB/s, got {lpddr_bw_gbps!r}")
+            hw = replace(hw, tier_bw_bytes_per_s=_set(hw.tier_bw_bytes_per_s, LPDDR, lpddr_bw_gbps * 1e9))
+            base = replace(base, tier_bw_bytes_per_s=_set(base.tier_bw_bytes_per_s, LPDDR, lpddr_bw_gbps * 1e9))
         sweep = PAPER_CONTEXTS.get(model, (256, 512, 1024, 2048))
         dynamic = workload == "dynamic"
         if dynamic:
@@ -119,12 +144,15 @@ class KernelMapping(JaxEnv):
         if not (0 < start[0] <= start[1] <= cmax):
             raise ValueError(f"context_start {start} must satisfy 0 < min <= max <= context_max={cmax}")
         b = batch or PAPER_BATCH.get(model, 32)
+        slots = n_slots or b
+        if not isinstance(slots, int) or slots < b:
+            raise ValueError(f"n_slots must be an integer >= batch ({b}), got {slots!r}")
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
         params = KernelMappingParams(
             model=m, hw=hw, baseline_hw=base, context_start_min=f(start[0]), context_start_max=f(start[1]),
             context_max=f(cmax), finish_prob=f(finish_prob if dynamic else 0.0), iterations_per_step=f(per_step),
-            bins=bins, n_slots=int(b), max_steps=int(steps), dynamic=dynamic)
-        need = float(asymmetric.footprints(m, hw, b * cmax).sum())
+            batch=f(b), dynamic=jnp.asarray(dynamic), bins=bins, n_slots=int(slots), max_steps=int(steps))
+        need = float(_total_footprint(m, hw, jnp.float32(b * cmax)))
         cap = float(hw.tier_capacity_bytes[HBM] + hw.tier_capacity_bytes[LPDDR])
         if need > cap:
             raise ValueError(f"model '{model}' at batch {b} and context {cmax} needs {need / 1e9:.0f} GB, more "
@@ -141,25 +169,35 @@ class KernelMapping(JaxEnv):
         return ("footprint_attention", "footprint_qkv", "footprint_fc", "hbm_free", "lpddr_free", "context_mean",
                 "context_max", "context_min", "hbm_over_footprint", "share_attention", "share_qkv", "share_fc",
                 "t_hbm_attention", "t_hbm_qkv", "t_hbm_fc", "t_lpddr_attention", "t_lpddr_qkv", "t_lpddr_fc",
-                "step_frac", "kv_growth")
+                "step_frac", "kv_growth", "balanced_attention", "balanced_qkv", "balanced_fc", "max_share_attention",
+                "max_share_qkv", "max_share_fc", "h2m2_attention", "h2m2_qkv", "h2m2_fc")
 
     # -- dynamics -------------------------------------------------------------------------------------
+    def active(self, params):
+        """bool[n_slots]: the slots that hold a request (the first `batch`)."""
+        return jnp.arange(params.n_slots) < params.batch
+
+    def context_sum(self, state, params, offset=0.0):
+        """Σ (context + offset) over the running requests."""
+        return jnp.where(self.active(params), state.contexts + offset, 0.0).sum()
+
     def reset_env(self, key, params):
         ctx = workload.start_contexts(key, params.n_slots, params.context_start_min, params.context_start_max)
+        ctx = jnp.where(self.active(params), ctx, 0.0)
         state = KernelMappingState(contexts=ctx, mapping=jnp.zeros(3, jnp.float32), step=jnp.int32(0),
                                    last_kv_tokens=jnp.float32(0.0), last_side_times=jnp.zeros(6, jnp.float32))
         return self.observe(state, params), state
 
     def kv_tokens_next(self, state, params):
         """KV tokens allocated by the end of the coming step (what a mapping must hold)."""
-        return (state.contexts + params.iterations_per_step).sum()
+        return self.context_sum(state, params, params.iterations_per_step)
 
     def bin_tables(self, state, params):
         """All-layer times of each sublayer on each side for every share bin at the coming step's
         contexts: (t_hbm f[bins, 3], t_lpddr f[bins, 3]). Used by the heuristics and the oracle."""
         grid = jnp.linspace(0.0, 1.0, params.bins)[:, None]
-        ctx_sum = (state.contexts + (params.iterations_per_step - 1.0) / 2.0).sum()
-        th, tl = asymmetric.side_times(params.model, params.hw, params.n_slots, ctx_sum, grid)
+        ctx_sum = self.context_sum(state, params, (params.iterations_per_step - 1.0) / 2.0)
+        th, tl = asymmetric.side_times(params.model, params.hw, params.batch, ctx_sum, grid)
         return params.model.n_layers * th, params.model.n_layers * tl
 
     def bin_bytes(self, state, params):
@@ -177,6 +215,40 @@ class KernelMapping(JaxEnv):
         hbm = hb[bins_idx, cols].sum(axis=-1)
         lp = lb[bins_idx, cols].sum(axis=-1)
         return (hbm <= params.hw.tier_capacity_bytes[HBM]) & (lp <= params.hw.tier_capacity_bytes[LPDDR])
+
+    def bin_costs(self, state, params):
+        """(cost f[bins, 3], HBM bytes f[bins, 3], LPDDR bytes f[bins, 3], footprints f[3]): each sublayer's
+        all-layer time at each share bin (the slower side, plus the activation copy of a split), and bytes."""
+        th, tl = self.bin_tables(state, params)
+        grid = jnp.linspace(0.0, 1.0, params.bins)
+        split = (grid > 0) & (grid < 1)
+        m = params.model
+        copy = jnp.where(split, m.n_layers * params.batch * m.d_model * m.bytes_per_activation
+                         / params.hw.link_bw_bytes_per_s, 0.0)
+        cost = jnp.maximum(th, tl) + copy[:, None]
+        foot = asymmetric.footprints(m, params.hw, self.kv_tokens_next(state, params))
+        hb, lb = self.bin_bytes(state, params)
+        return cost, hb, lb, foot
+
+    def h2m2_mapping(self, state, params):
+        """H2M2's runtime algorithm (`memgym.policies.kernel_mapping.h2m2`): sublayers in the order attention →
+        qkv → fc each take the split minimising their slower side among those fitting the capacity still
+        free; while the footprint grows, qkv and fc shares never rise. Returns bins i32[3]."""
+        cost, hb, lb, _ = self.bin_costs(state, params)
+        rem_h, rem_l = params.hw.tier_capacity_bytes[HBM], params.hw.tier_capacity_bytes[LPDDR]
+        prev = jnp.round(state.mapping * (params.bins - 1)).astype(jnp.int32)
+        free = (state.step == 0) | (self.kv_tokens_next(state, params) < state.last_kv_tokens)
+        idx = []
+        for s in range(3):
+            later_l = sum((lb[0, x] for x in range(s + 1, 3)), jnp.float32(0.0))
+            ok = (hb[:, s] <= rem_h) & (lb[:, s] + later_l <= rem_l)
+            i = jnp.argmin(jnp.where(ok, cost[:, s], jnp.inf))
+            if s != 0:  # evicted weights never come back
+                i = jnp.where(free, i, jnp.minimum(i, prev[s]))
+            rem_h = rem_h - hb[i, s]
+            rem_l = rem_l - lb[i, s]
+            idx.append(i)
+        return jnp.stack(idx).astype(jnp.int32)
 
     def action_mask(self, state, params):
         hbm, lp = self.bin_bytes(state, params)
@@ -224,13 +296,13 @@ class KernelMapping(JaxEnv):
         action, projected = self.project(action, state, params)
         share = shares_of(action, params.bins)
         n_it = params.iterations_per_step
-        ctx_mid = (state.contexts + (n_it - 1.0) / 2.0).sum()
+        ctx_mid = self.context_sum(state, params, (n_it - 1.0) / 2.0)
         kv_tokens = self.kv_tokens_next(state, params)
         prev = jnp.where(state.step == 0, share, state.mapping)
-        res = asymmetric.iteration_time(params.model, params.hw, params.n_slots, ctx_mid, kv_tokens, share, prev)
+        res = asymmetric.iteration_time(params.model, params.hw, params.batch, ctx_mid, kv_tokens, share, prev)
         it_s = res["iteration_time_s"] - res["migration_s"]
         step_s = n_it * it_s + res["migration_s"]
-        base_s = n_it * asymmetric.homogeneous_time(params.model, params.baseline_hw, params.n_slots, ctx_mid)
+        base_s = n_it * asymmetric.homogeneous_time(params.model, params.baseline_hw, params.batch, ctx_mid)
         reward = base_s / step_s
         hbm_used = asymmetric.hbm_bytes_used(params.model, params.hw, kv_tokens, share)
         lp_used = asymmetric.lpddr_bytes_used(params.model, params.hw, kv_tokens, share)
@@ -239,7 +311,7 @@ class KernelMapping(JaxEnv):
             "iteration_time_s": step_s / n_it,
             "baseline_time_s": base_s / n_it,
             "speedup": reward,
-            "tokens_per_s": params.n_slots * n_it / step_s,
+            "tokens_per_s": params.batch * n_it / step_s,
             "migration_bytes": res["migration_bytes"],
             "hbm_used_frac": hbm_used / params.hw.tier_capacity_bytes[HBM],
             "lpddr_used_frac": lp_used / params.hw.tier_capacity_bytes[LPDDR],
@@ -255,11 +327,12 @@ class KernelMapping(JaxEnv):
         }
         ctx, _ = workload.advance(key, state.contexts, n_it, params.finish_prob, params.context_start_min,
                                   params.context_start_max, params.context_max)
+        ctx = jnp.where(self.active(params), ctx, 0.0)
         side = jnp.concatenate([res["hbm_side_s"], res["lpddr_side_s"]]) / (base_s / n_it)
         new_state = KernelMappingState(contexts=ctx, mapping=share, step=state.step + 1, last_kv_tokens=kv_tokens,
                                        last_side_times=side)
         done = new_state.step >= params.max_steps
-        terminated = done & (not params.dynamic)
+        terminated = done & ~params.dynamic
         truncated = done & params.dynamic
         info = {"metrics": metrics, "projected": projected}
         return self.observe(new_state, params), new_state, reward, terminated, truncated, info
@@ -271,17 +344,26 @@ class KernelMapping(JaxEnv):
         cap_h, cap_l = hw.tier_capacity_bytes[HBM], hw.tier_capacity_bytes[LPDDR]
         share = state.mapping
         cmax = params.context_max
-        growth = params.n_slots * params.iterations_per_step * kv_bytes_per_token(m)
+        active = self.active(params)
+        mask = self.action_mask(state, params)
+        masks = split_mask(mask, self.action_nvec(params))
+        th, tl = self.bin_tables(state, params)
+        balanced = tl[0] / jnp.maximum(th[-1] + tl[0], 1e-30)  # the share that equalises the two sides
+        growth = params.batch * params.iterations_per_step * kv_bytes_per_token(m)
         feats = jnp.concatenate([
             jnp.minimum(foot / cap_h, 10.0),
             jnp.stack([1.0 - asymmetric.hbm_bytes_used(m, hw, kv, share) / cap_h,
                        1.0 - asymmetric.lpddr_bytes_used(m, hw, kv, share) / cap_l]),
-            jnp.stack([state.contexts.mean(), state.contexts.max(), state.contexts.min()]) / cmax,
+            jnp.stack([self.context_sum(state, params) / params.batch,
+                       jnp.where(active, state.contexts, -jnp.inf).max(),
+                       jnp.where(active, state.contexts, jnp.inf).min()]) / cmax,
             jnp.minimum(cap_h / foot.sum(), 10.0)[None],
             share,
             state.last_side_times,
             (state.step / params.max_steps)[None].astype(jnp.float32),
             (growth / cap_h)[None],
-        ]).astype(jnp.float32)
-        feats = jnp.clip(feats, -OBS_BOUND, OBS_BOUND)
-        return Observation(features=feats, action_mask=self.action_mask(state, params))
+            balanced,
+            jnp.stack([jnp.max(jnp.where(mk, jnp.arange(params.bins), 0)) for mk in masks]) / (params.bins - 1.0),
+            self.h2m2_mapping(state, params) / (params.bins - 1.0),
+        ])
+        return Observation(features=clip_features(feats), action_mask=mask)

@@ -32,44 +32,15 @@ ATTENTION, QKV, FC = 0, 1, 2
 
 
 def _costs(state, params):
-    """Per-bin cost f[bins, 3] of each sublayer (barrier max plus activation copy) and the bytes tables."""
-    th, tl = _ENV.bin_tables(state, params)
-    grid = jnp.linspace(0.0, 1.0, params.bins)
-    split = (grid > 0) & (grid < 1)
-    m = params.model
-    copy = jnp.where(split, m.n_layers * params.n_slots * m.d_model * m.bytes_per_activation
-                     / params.hw.link_bw_bytes_per_s, 0.0)
-    cost = jnp.maximum(th, tl) + copy[:, None]
-    foot = asymmetric.footprints(m, params.hw, _ENV.kv_tokens_next(state, params))
-    hb, lb = _ENV.bin_bytes(state, params)
-    return cost, hb, lb, foot
+    return _ENV.bin_costs(state, params)
 
 
 def _caps(params):
     return params.hw.tier_capacity_bytes[HBM], params.hw.tier_capacity_bytes[LPDDR]
 
 
-def _prev_bins(state, params):
-    return jnp.round(state.mapping * (params.bins - 1)).astype(jnp.int32)
-
-
 def h2m2(key, obs, state, params):
-    cost, hb, lb, _ = _costs(state, params)
-    rem_h, rem_l = _caps(params)
-    prev = _prev_bins(state, params)
-    free = (state.step == 0) | (_ENV.kv_tokens_next(state, params) < state.last_kv_tokens)
-    idx = []
-    for s in (ATTENTION, QKV, FC):
-        later = [x for x in (ATTENTION, QKV, FC) if x > s]
-        later_l = sum(lb[0, x] for x in later) if later else 0.0
-        ok = (hb[:, s] <= rem_h) & (lb[:, s] + later_l <= rem_l)
-        i = jnp.argmin(jnp.where(ok, cost[:, s], jnp.inf))
-        if s != ATTENTION:  # evicted weights never come back
-            i = jnp.where(free, i, jnp.minimum(i, prev[s]))
-        rem_h = rem_h - hb[i, s]
-        rem_l = rem_l - lb[i, s]
-        idx.append(i)
-    return jnp.stack(idx).astype(jnp.int32)
+    return _ENV.h2m2_mapping(state, params)
 
 
 def _best_pair(cost, hb, lb, cap_h, cap_l, fixed, i_fixed, a, b):
@@ -143,7 +114,7 @@ def flexgen_static(key, obs, state, params):
     max(bytes_HBM / BW_HBM, bytes_LPDDR / BW_LPDDR), solved for the largest footprint of the run (every slot
     at context_max) on the bin grid; ties go to the larger weight fraction (FlexGen keeps weights close)."""
     m, hw = params.model, params.hw
-    foot = asymmetric.footprints(m, hw, params.n_slots * params.context_max)
+    foot = asymmetric.footprints(m, hw, params.batch * params.context_max)
     grid = jnp.linspace(0.0, 1.0, params.bins)
     w_tot = foot[QKV] + foot[FC]
     c = grid[:, None]  # KV fraction

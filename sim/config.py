@@ -8,6 +8,7 @@ what would be valid.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import pathlib
 
@@ -65,13 +66,19 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(path: pathlib.Path, mtime_ns: int):
+    """A YAML file parsed once per modification (presets are read once per process)."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(path, "<file>", f"not valid YAML: {e}") from None
+
+
 def load_raw(kind: str, name, _seen=()) -> tuple[dict, pathlib.Path]:
     """The preset's mapping with `extends:` resolved (the child's keys override the parent's)."""
     path = preset_path(kind, name)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(path, "<file>", f"not valid YAML: {e}") from None
+    data = copy.deepcopy(_parse(path.resolve(), path.stat().st_mtime_ns))
     if not isinstance(data, dict):
         raise ConfigError(path, "<file>", "must be a mapping of keys to values")
     parent = data.pop("extends", None)
@@ -132,8 +139,25 @@ MODEL_KEYS = {"name", "source", "notes", "n_layers", "d_model", "n_heads", "n_kv
               "param_count_reference", "kv_bytes_per_token_fp16_reference"}
 
 
+def _cache_key(kind: str, name):
+    path = preset_path(kind, name).resolve()
+    return path, path.stat().st_mtime_ns
+
+
 def load_model(name, dtype: str | None = None) -> ModelSpec:
-    """A model preset (or YAML path) as a ModelSpec; `dtype` overrides the preset's element type."""
+    """A model preset (or YAML path) as a ModelSpec; `dtype` overrides the preset's element type. Built once
+    per file version (specs are immutable pytrees)."""
+    return _load_model(*_cache_key("models", name), dtype)
+
+
+def load_hardware(name, ideal: bool = False) -> HardwareSpec:
+    """A hardware preset (or YAML path) as a HardwareSpec; `ideal=True` gives the pure roofline. Built once
+    per file version."""
+    return _load_hardware(*_cache_key("hardware", name), ideal)
+
+
+@functools.lru_cache(maxsize=128)
+def _load_model(name, _mtime_ns, dtype: str | None = None) -> ModelSpec:
     d, path = load_raw("models", name)
     _check_keys(d, MODEL_KEYS, path)
     if "source" not in d:
@@ -175,8 +199,8 @@ CAL_KEYS = {"eff_compute", "eff_memory", "overhead_us", "overlap", "matrix_fill_
             "kv_reads_per_query_head", "source", "notes"}
 
 
-def load_hardware(name, ideal: bool = False) -> HardwareSpec:
-    """A hardware preset (or YAML path) as a HardwareSpec; `ideal=True` gives the pure roofline."""
+@functools.lru_cache(maxsize=128)
+def _load_hardware(name, _mtime_ns, ideal: bool = False) -> HardwareSpec:
     d, path = load_raw("hardware", name)
     _check_keys(d, HW_KEYS, path)
     if "source" not in d:

@@ -6,6 +6,7 @@ def add_commands(sub) -> None:
     add_reproduce(sub)
     add_train(sub)
     add_evaluate(sub)
+    add_benchmark(sub)
     add_demo_and_report(sub)
 
 
@@ -100,6 +101,32 @@ def add_evaluate(sub) -> None:
     e.set_defaults(func=_evaluate)
 
 
+def _benchmark(args) -> int:
+    import json
+
+    from .benchmark import format_benchmark, run_benchmark
+
+    summary = run_benchmark(args.env, checkpoints=args.checkpoints, split=args.split, out_dir=args.out,
+                            seeds=args.seeds, benchmark=args.benchmark)
+    print(json.dumps(summary, indent=1) if args.json else format_benchmark(summary))
+    return 0
+
+
+def add_benchmark(sub) -> None:
+    b = sub.add_parser("benchmark", help="every policy and learned runs on a benchmark's held-out test split")
+    b.add_argument("env", help="environment id, e.g. KernelMapping-v0")
+    b.add_argument("--checkpoints", nargs="*", default=[], metavar="RUN", help="training run folders to score")
+    b.add_argument("--split", choices=("test", "validation"), default="test",
+                   help="test (the headline) or validation (for tuning)")
+    b.add_argument("--benchmark", default=None,
+                   help="benchmark name or YAML path (default: the environment's, configs/benchmarks/)")
+    b.add_argument("-o", "--out", default=None, help="output folder (default results/benchmark-NAME-SPLIT)")
+    b.add_argument("--seeds", type=int, default=None, help="evaluation episodes per scenario (default: the "
+                                                            "benchmark's)")
+    b.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    b.set_defaults(func=_benchmark)
+
+
 def _demo(args) -> int:
     from .demo import run_demo
 
@@ -116,7 +143,8 @@ def _report(args) -> int:
 
 
 def add_demo_and_report(sub) -> None:
-    d = sub.add_parser("demo", help="train briefly, evaluate against the paper heuristic, write the report")
+    d = sub.add_parser("demo", help="train the KernelMapping generalist briefly, score it on the held-out test "
+                                    "split against the paper heuristic, write the report")
     d.add_argument("--out", default="memgym-demo", help="output folder (default memgym-demo/)")
     d.add_argument("--timesteps", type=int, default=3_000_000,
                    help="PPO env steps (default 3M, about a minute on 2 cores)")

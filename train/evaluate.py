@@ -97,7 +97,8 @@ def _episodes_host(env, params, act, keys):
 
 
 def load_learned(run_dirs) -> dict:
-    """name -> (kind of call, policy) for each training run folder."""
+    """name -> (kind of call, policy) for each training run folder; a JAX run that trained several seeds gives
+    one greedy policy per seed, named `learned:<run>/seed<i>` (`learned:<run>` for a one-seed run)."""
     from memgym.policies import learned
 
     out = {}
@@ -107,7 +108,9 @@ def load_learned(run_dirs) -> dict:
             raise ValueError(f"--checkpoints: {run} is not a run folder (expected runs/<name>/ from memgym train)")
         name = f"learned:{run.name}"
         if learned.is_jax_run(run):
-            out[name] = ("jax", learned.load_jax_policy(run))
+            n_seeds = learned.read_checkpoint(learned.latest_checkpoint(run))[1]["n_seeds"]
+            for i in range(n_seeds):
+                out[name if n_seeds == 1 else f"{name}/seed{i}"] = ("jax", learned.load_jax_policy(run, seed_index=i))
         else:
             out[name] = ("host", learned.load_sb3_policy(run))
     return out

@@ -5,6 +5,10 @@ Schema (`configs/experiments/<name>.yaml`; keys marked * are required):
     name*            str    run folder name: runs/<name>/ (letters, digits, . _ -)
     env*             str    a registered id, with or without the "memgym/" prefix (KernelMapping-v0)
     env_params       map    keyword arguments of env.default_params (checked by calling it), default {}
+    distribution     str|map train on a scenario distribution rather than one scenario: a benchmark name
+                            (configs/benchmarks/NAME.yaml: its `train` split) or an inline distribution
+                            (memgym.envs.distribution); env_params are then added to its `common` fields.
+                            Default: none (the env_params scenario)
     algorithm*       str    ppo_jax | PPO | A2C | DQN | MaskablePPO
     total_timesteps* int    > 0; env steps per seed (with --resume: steps added to the checkpoint's count)
     seed             int    >= 0, default 0
@@ -36,14 +40,14 @@ import re
 
 import yaml
 
-from memgym.envs import registry
+from memgym.envs import distribution, registry
 from memgym.sim.config import ConfigError, preset_path, presets  # noqa: F401 (presets: re-exported)
 
 from .files import write_atomic
 
 ALGORITHMS = ("ppo_jax", "PPO", "A2C", "DQN", "MaskablePPO")
 SB3_ALGORITHMS = ALGORITHMS[1:]
-KEYS = ("name", "env", "env_params", "algorithm", "total_timesteps", "seed", "num_envs", "n_seeds",
+KEYS = ("name", "env", "env_params", "distribution", "algorithm", "total_timesteps", "seed", "num_envs", "n_seeds",
         "hyperparameters", "checkpoint_every", "log_every", "eval")
 REQUIRED = ("name", "env", "algorithm", "total_timesteps")
 
@@ -62,6 +66,7 @@ class Experiment:
     checkpoint_every: int
     log_every: int
     eval: dict
+    distribution: str | dict | None = None
     source: str = dataclasses.field(default="<dict>", compare=False)
 
     def to_dict(self) -> dict:
@@ -239,12 +244,24 @@ def validate(d, file="<dict>") -> Experiment:
         hp = _check_sb3_hyperparameters(algorithm, hp, file)
     checkpoint_every = _int(d, "checkpoint_every", file, default=max(1, total // 10))
     log_every = _int(d, "log_every", file, default=max(1, total // 100))
+    dist = d.get("distribution")
+    if dist is not None:
+        if not isinstance(dist, (str, dict)):
+            raise ConfigError(file, "distribution", f"must be a benchmark name or a distribution mapping, got "
+                                                    f"{_type_name(dist)}")
+        if algorithm != "ppo_jax":
+            raise ConfigError(file, "distribution", f"{algorithm} trains on one scenario; distributions need "
+                                                    f"algorithm: ppo_jax")
+        resolved = distribution.resolve(env_id, dist, file)
+        distribution.from_dict(env_id, {**resolved.to_dict(), "common": {**resolved.common, **env_params}},
+                               file, "distribution")
     ev = _check_eval(_mapping(d, "eval", file), file)
     for name_, over in ev.get("scenarios", {}).items():
         _check_env_params(env_id, {**env_params, **over}, file, key=f"eval.scenarios.{name_}")
     return Experiment(name=name, env=env_id, env_params=env_params, algorithm=algorithm, total_timesteps=total,
                       seed=seed, num_envs=num_envs, n_seeds=n_seeds, hyperparameters=hp,
-                      checkpoint_every=checkpoint_every, log_every=log_every, eval=ev, source=str(file))
+                      checkpoint_every=checkpoint_every, log_every=log_every, eval=ev, distribution=dist,
+                      source=str(file))
 
 
 def load(path_or_name, **overrides) -> Experiment:

@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 from memgym.envs.core import rollout
+from memgym.envs.distribution import lift, make_env
 from memgym.policies import get_policy, heuristic_name
 from memgym.policies.learned import (
     ObsNorm, arrays_to_tree, checkpoint_paths, entropy, forward, init_network, log_prob, read_checkpoint,
@@ -278,16 +279,19 @@ def chunk_means(stats: dict) -> dict:
 _REFERENCES: dict = {}
 
 
-def heuristic_reference(env_id: str, env_params: dict, seed: int = 0) -> float:
-    """The heuristic's mean episode return on a scenario (`episode_returns`), cached per process."""
-    from memgym.envs.registry import make
-
-    cache_key = (env_id, json.dumps(env_params, sort_keys=True), seed)
+def heuristic_reference(env_id: str, env_params: dict, seed: int = 0, dist=None) -> float:
+    """The heuristic's mean episode return on a scenario or over a distribution (`episode_returns`), cached
+    per process."""
+    cache_key = (env_id, json.dumps(env_params, sort_keys=True), json.dumps(dist, sort_keys=True), seed)
     if cache_key not in _REFERENCES:
-        env, params = make(env_id, **env_params)
+        env, params = make_env(env_id, env_params, dist)
         name = heuristic_name(env_id)
+        policy = get_policy(env_id, name)
+        if dist is not None:
+            policy = lift(policy)
         t0 = time.perf_counter()
-        _REFERENCES[cache_key] = episode_returns(env, get_policy(env_id, name), params, jax.random.PRNGKey(seed))
+        _REFERENCES[cache_key] = episode_returns(env, policy, params, jax.random.PRNGKey(seed),
+                                                 n_envs=16 if dist is None else 64)
         log.info("%s: mean episode return %.4f (%.1f s)", name, _REFERENCES[cache_key], time.perf_counter() - t0)
     return _REFERENCES[cache_key]
 
@@ -343,12 +347,10 @@ def _program(exp):
     """(trainer, jitted init over seeds, compiled run over seeds) for an experiment, cached per process so
     that a resumed run or a sweep in one process compiles once. The chunk length and the LR horizon are
     traced arguments: one executable serves every call."""
-    from memgym.envs.registry import make
-
-    cache_key = (exp.env, json.dumps(exp.env_params, sort_keys=True),
+    cache_key = (exp.env, json.dumps(exp.env_params, sort_keys=True), json.dumps(exp.distribution, sort_keys=True),
                  json.dumps(exp.hyperparameters, sort_keys=True), exp.num_envs, exp.n_seeds)
     if cache_key not in _PROGRAMS:
-        env, params = make(exp.env, **exp.env_params)
+        env, params = make_env(exp.env, exp.env_params, exp.distribution)
         trainer = make_trainer(exp.hyperparameters, env, params, exp.num_envs)
         init = jax.jit(jax.vmap(trainer.init))
         template = jax.eval_shape(init, jax.random.split(jax.random.PRNGKey(0), exp.n_seeds))
@@ -368,7 +370,7 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
     keys = jax.random.split(jax.random.PRNGKey(exp.seed), exp.n_seeds)
     heuristic = heuristic_name(exp.env)
     with ThreadPoolExecutor(1) as pool:  # XLA compiles outside the GIL: the reference overlaps the compile
-        reference = pool.submit(heuristic_reference, exp.env, exp.env_params, exp.seed)
+        reference = pool.submit(heuristic_reference, exp.env, exp.env_params, exp.seed, exp.distribution)
         t0 = time.perf_counter()
         trainer, init, run = _program(exp)
         compile_s = time.perf_counter() - t0

@@ -38,9 +38,9 @@ def _sweep_speedups(model: str, batch: int, contexts, bins: int) -> list[dict]:
             out[name] = env.step(jax.random.PRNGKey(1), state, action, params)[2]
         m, hw = params.model, params.hw
         ctx = state.contexts.sum()
-        t_base = asymmetric.homogeneous_time(m, params.baseline_hw, params.n_slots, ctx)
-        out["hierarchical"] = t_base / asymmetric.hierarchical_time(m, hw, params.n_slots, ctx,
-                                                                    ctx + params.n_slots)
+        t_base = asymmetric.homogeneous_time(m, params.baseline_hw, params.batch, ctx)
+        out["hierarchical"] = t_base / asymmetric.hierarchical_time(m, hw, params.batch, ctx,
+                                                                    ctx + params.batch)
         return out
 
     res = jax.device_get(jax.jit(jax.vmap(point))(stacked))
@@ -82,7 +82,7 @@ def h2m2_dynamic(seeds: int = 8, bins: int = 33) -> dict:
         run = jax.jit(jax.vmap(lambda k, p=km.POLICIES[name]: rollout(env, p, params, k, params.max_steps)[0]))
         out[f"speedup_{name}"] = float(jnp.mean(run(keys)))
     out["paper"] = H2M2_PAPER["dynamic"]
-    out["scenario"] = {"model": "gpt3-175b", "batch": params.n_slots, "iterations": params.max_steps,
+    out["scenario"] = {"model": "gpt3-175b", "batch": int(params.batch), "iterations": params.max_steps,
                        "finish_prob_per_iteration": float(params.finish_prob),
                        "context_start": [float(params.context_start_min), float(params.context_start_max)],
                        "context_max": float(params.context_max), "bins": bins, "seeds": seeds}
