@@ -325,7 +325,7 @@ def test_tdmem_reproduction_is_three_small_tables():
     """`reproduce tdmem` is deeply nested; the report shows the headline, one row per mode and the sweep."""
     block = {
         "remote_4k_access_us": {"secure": 3.63, "oram": 61.3, "band_us": [3, 6]},
-        "oram_blocks_per_access": {"4GiB": {"pages": 2**20, "blocks": 152.0, "papers_md": 152}, "z": 4.0},
+        "oram_blocks_per_access": {"4GiB": {"pages": 2**20, "blocks": 152.0, "expected": 152}, "z": 4.0},
         "secure_vs_software_rdma": {"ratio": 1.07, "same_block": {"ratio": 1.0},
                                     "by_remote_gb": {"16": {"ratio": 1.08, "same_block_ratio": 1.0,
                                                             "rdma_slabs_batch": 48.0, "tdmem_batch": 64.0}}},

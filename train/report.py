@@ -407,8 +407,8 @@ def tdmem_tables(block: dict) -> list:
         ["secure 4 KB access, µs", fmt(access.get("secure")), "3–6 (related systems)"],
         ["FlexGen's policy search on the tier, secure / RDMA slabs",
          fmt(((block.get("flexgen_on_remote") or {}).get("secure") or {}).get("vs_rdma_slab")), "–"],
-        *[[f"Path ORAM blocks per access, {k}", fmt(v.get("blocks")), fmt(v.get("papers_md"))]
-          for k, v in oram.items() if isinstance(v, dict) and "papers_md" in v]])
+        *[[f"Path ORAM blocks per access, {k}", fmt(v.get("blocks")), fmt(v.get("expected"))]
+          for k, v in oram.items() if isinstance(v, dict) and "expected" in v]])
     sweep = svr.get("by_remote_gb") or {}
     by_gb = Table(["Remote GB", "RDMA block", "TDMem block", "ratio", "same-block ratio"],
                   [[gb, fmt(v.get("rdma_slabs_batch")), fmt(v.get("tdmem_batch")), fmt(v.get("ratio")),
