@@ -20,6 +20,7 @@ def _estimate(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memgym", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("estimate", help="per-kernel cost of one iteration of a model on a hardware preset")

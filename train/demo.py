@@ -13,7 +13,7 @@ DEMO_CONFIG = "kernel-mapping-ppo-jax"
 
 
 def run_demo(out="memgym-demo", timesteps: int = 3_000_000, seeds: int = 10, progress: bool = True,
-             reproduce_bins: int = 33, say=print) -> dict:
+             reproduce_bins: int | None = None, say=print) -> dict:
     from . import evaluate, experiment, report, reproduce
     from memgym.policies import learned
 
@@ -34,13 +34,16 @@ def run_demo(out="memgym-demo", timesteps: int = 3_000_000, seeds: int = 10, pro
             exp = experiment.load(run_dir / "config.yaml", total_timesteps=timesteps - done)
         summary = experiment.train(exp, run_dir=run_dir, resume=resume, progress=progress)
         say(experiment.format_summary(exp, summary))
+    from .progress import heartbeat
+
     say("[2/4] reproducing H2M2's table (speedups over LPDDR-only)")
-    repro = reproduce.h2m2_sweeps(bins=reproduce_bins)
-    repro["dynamic"] = reproduce.h2m2_dynamic(seeds=2)
+    with heartbeat("reproduce h2m2", enabled=progress):
+        repro = reproduce.reproduce_h2m2(bins=reproduce_bins)  # what `memgym reproduce h2m2` prints
     say(f"[3/4] evaluating every policy on {len(exp.eval.get('scenarios', {}))} held-out scenarios x {seeds} seeds")
-    summary = evaluate.evaluate(exp.env, exp.env_params, exp.eval.get("scenarios") or {"default": {}},
-                                seeds=seeds, learned_runs=[run_dir], out_dir=out / "results",
-                                reproduce={"h2m2": repro}, config_path=exp.source)
+    with heartbeat("evaluate", enabled=progress):
+        summary = evaluate.evaluate(exp.env, exp.env_params, exp.eval.get("scenarios") or {"default": {}},
+                                    seeds=seeds, learned_runs=[run_dir], out_dir=out / "results",
+                                    reproduce={"h2m2": repro}, config_path=exp.source)
     say("[4/4] writing the report")
     html, md = report.write_report(out / "results", out / "report.html")
     say("")

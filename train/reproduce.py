@@ -109,9 +109,12 @@ def format_h2m2(result: dict) -> str:
                      f"{r['speedup_flexgen_static']:>7.2f}{r['speedup_whole_sublayer']:>7.2f}")
     lines.append("paper (GPT3-175B): oracle ~1.51, hierarchical 1.07, A/Q/F-major 1.40/1.22/1.12, LP 1.30, "
                  "whole-sublayer 1.27; Chinchilla hier 1.33; Llama2 hier 2.75, oracle 3.00")
+    bins = ", ".join(f"{m} {result[m]['bins']}" for m in PAPER_CONTEXTS)
+    lines.append(f"mapping granularity (bins per sublayer): {bins}")
     d = result.get("dynamic")
     if d:
-        lines.append(f"dynamic (GPT3-175B, batch 32, 128 iterations, early termination): H2M2 "
+        lines.append(f"dynamic (GPT3-175B, batch 32, 128 iterations, early termination, "
+                     f"{d['scenario']['bins']} bins): H2M2 "
                      f"{d['speedup_h2m2']:.2f} (paper 1.48), static LP split {d['speedup_flexgen_static']:.2f} "
                      f"(paper 1.25), oracle {d['speedup_oracle']:.2f}")
     return "\n".join(lines)
