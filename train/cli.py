@@ -13,6 +13,8 @@ def _estimate(args) -> int:
 
     result = estimate(args.model, args.hardware, args.batch, args.context, phase=args.phase,
                       ideal=args.ideal, tp=args.tp, dtype=args.dtype)
+    if args.json and result.get("warning"):
+        print(result["warning"], file=sys.stderr)  # the table shows it on its first line
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 
