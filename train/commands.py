@@ -10,6 +10,28 @@ def add_commands(sub) -> None:
     add_train(sub)
     add_evaluate(sub)
     add_demo_and_report(sub)
+    add_presets(sub)
+
+
+def _presets(args) -> int:
+    import json
+
+    from . import presets
+
+    kinds = presets.KINDS if args.kind is None else (args.kind,)
+    tables = {k: presets.rows(k) for k in kinds}
+    if args.json:
+        print(json.dumps(tables, indent=2))
+    else:
+        print("\n\n".join(presets.format_rows(k, r) for k, r in tables.items()))
+    return 0
+
+
+def add_presets(sub) -> None:
+    p = sub.add_parser("presets", help="the shipped model and hardware presets: key numbers and sources")
+    p.add_argument("kind", nargs="?", choices=("models", "hardware"), default=None, help="default: both")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_presets)
 
 
 def show_progress(args) -> bool:
