@@ -479,7 +479,8 @@ def section_about(res: dict) -> list:
             f"{s.get('seeds', '?')} seeds × {len(scen)} scenarios ({', '.join(scen) or '–'}) on "
             f"{s.get('env', '?')}. "
             f"IQM and 95% CIs by stratified bootstrap (rliable); P(improvement): the chance that a run of the "
-            f"policy beats {heur} on the same scenario; optimality gap: mean shortfall of the score vs the oracle below 1.0 (0 = the oracle).",
+            f"policy beats {heur} on the same scenario; optimality gap: mean shortfall of the score vs the oracle "
+            f"below 1.0 (0 = the oracle).",
             f"Made {made} by `memgym report` from `{res['dir']}` (evaluated {s.get('created', '?')}, config "
             f"`{s.get('config') or '–'}`)."]
 
