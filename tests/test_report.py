@@ -132,7 +132,7 @@ def test_images_are_embedded_pngs_and_nothing_is_external(built):
 def test_tables_are_real_tables(built):
     _, _, _, page = built
     tables = [t for s in page.sections.values() for t in s["tables"]]
-    assert len(tables) == 8  # headline, per-scenario scores and metrics, breakdown, two papers x (comparison, config)
+    assert len(tables) == 7  # headline, per-scenario scores and metrics, breakdown, h2m2 (comparison, config), hybridserve
     for t in tables:
         assert t["head"] and t["rows"]
         assert all(len(cells) == len(t["head"]) for _, cells in t["rows"])
@@ -243,13 +243,13 @@ def test_learning_curves_come_from_the_event_files(built, tmp_path):
 
 def test_reproduction_tables_compare_paper_and_simulator(built):
     _, _, _, page = built
-    h2m2, h2m2_config, other, _ = page.sections["reproduction"]["tables"]
-    assert h2m2["head"][:5] == ["Model", "Policy", "paper", "simulator", "error"]
+    h2m2, h2m2_config, other = page.sections["reproduction"]["tables"]
+    assert h2m2["head"][:5] == ["Model", "Figure", "paper", "simulator", "error"]
     rows = [dict(zip(h2m2["head"], cells)) for _, cells in h2m2["rows"]]
     assert [r["Model"] for r in rows] == ["gpt3-175b", "chinchilla-70b", "llama2-70b", "dynamic", "dynamic"]
     llama = rows[2]
     assert (llama["paper"], llama["simulator"], llama["error"]) == ("2.94", "2.90", "-1.4%")
-    assert rows[4]["Policy"] == "flexgen_static" and rows[4]["paper"] == "1.25" and rows[4]["simulator"] == "1.22"
+    assert rows[4]["Figure"] == "flexgen_static" and rows[4]["paper"] == "1.25" and rows[4]["simulator"] == "1.22"
     assert all(r["within ±15%"] == "✓" for r in rows)
     assert h2m2_config["head"] == ["Model", "configuration"]
     assert "bins" not in h2m2["head"] and "batch" not in h2m2["head"]

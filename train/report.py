@@ -439,10 +439,11 @@ def paper_comparison(block: dict) -> tuple[Table, Table] | None:
             classes.append("flag" if out else "")
         cfg = {k: entry[k] for k in CONFIG_KEYS if k in entry}
         cfg.update(cfg.pop("scenario", {}) or {})
-        config_rows.append([model, ", ".join(f"{k} {v if not isinstance(v, list) else '–'.join(map(str, v))}"
-                                             for k, v in cfg.items())])
-    table = Table(["Model", "Policy", "paper", "simulator", "error", f"within ±{REPRO_TOLERANCE:.0%}"], rows, classes)
-    return table, Table(["Model", "configuration"], config_rows)
+        if cfg:
+            config_rows.append([model, ", ".join(f"{k} {v if not isinstance(v, list) else '–'.join(map(str, v))}"
+                                                 for k, v in cfg.items())])
+    table = Table(["Model", "Figure", "paper", "simulator", "error", f"within ±{REPRO_TOLERANCE:.0%}"], rows, classes)
+    return table, (Table(["Model", "configuration"], config_rows) if config_rows else None)
 
 
 def section_reproduction(res: dict) -> list:
@@ -459,12 +460,13 @@ def section_reproduction(res: dict) -> list:
             n_out = sum(c == "flag" for c in compared[0].row_classes)
             blocks += [Subheading(paper), compared[0],
                        f"{n_out} of {len(compared[0].rows)} figures lie outside ±{REPRO_TOLERANCE:.0%} of the "
-                       f"paper's (speedups over the paper's baseline).", Subheading(f"{paper}: configuration"),
-                       compared[1]]
+                       f"paper's (flagged ✗). Figure: a policy's speedup (`speedup_<policy>`) or a named quantity."]
+            if compared[1] is not None:
+                blocks += [Subheading(f"{paper}: configuration"), compared[1]]
         elif isinstance(block, dict):
             blocks += [Subheading(paper), reproduction_table(block, paper)]
-    return blocks + ["speedup_*: the simulator's speedups; paper*: the values the paper reports; nested values "
-                     "have dotted names; lists are left out."]
+    return blocks + ["Tables without the paper's values list the simulator's figures: speedup_*: speedups; "
+                     "nested values have dotted names; lists are left out."]
 
 
 def section_about(res: dict) -> list:
