@@ -34,7 +34,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from memgym.envs import registry
+from memgym.envs import registry, render
 from memgym.envs.core import JaxEnv
 
 
@@ -202,18 +202,25 @@ class MemgymEnv(gymnasium.Env):
 
     `MemgymEnv("KernelMapping-v0", **overrides)` uses `memgym.make(env_id, **overrides)`. It does not reset
     itself: a terminal step returns the episode's last observation and the next `reset()` starts the new
-    episode. info: `metrics` (floats), `action_mask` (of the returned observation), `projected`."""
+    episode. info: `metrics` (floats), `action_mask` (of the returned observation), `projected`.
 
-    metadata = {"render_modes": []}
+    `render_mode`: None, "ansi" (`render()` returns a text view of the last step: memory use per tier, the
+    chosen shares, times, the other metrics and the observation's named features) or "rgb_array" (the same
+    as a uint8[H, W, 3] image; `memgym.envs.render`). Behind gymnasium's wrappers, reach the masks with
+    `env.get_wrapper_attr("action_masks")()`."""
 
-    def __init__(self, env_id: str = "KernelMapping-v0", render_mode=None, **overrides):
-        if render_mode is not None:
-            raise ValueError(f"{type(self).__name__} renders nothing; render_mode must be None, got {render_mode!r}")
-        self.render_mode = None
+    metadata = {"render_modes": list(render.RENDER_MODES), "render_fps": render.RENDER_FPS}
+
+    def __init__(self, env_id: str = "KernelMapping-v0", render_mode: str | None = None, **overrides):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.render_mode = render_mode
         self.core = BatchedCore(env_id, 1, overrides)
         self.action_space, self.observation_space = self.core.single_spaces()
         self._mask = None  # mask of the current observation; None before the first reset
         self._next_row = None  # the autoreset row of a finished episode, started by the next reset()
+        self._view = None  # what render() draws: the last reset's or step's observation and metrics
 
     @property
     def params(self):
@@ -231,7 +238,15 @@ class MemgymEnv(gymnasium.Env):
         self._next_row = None
         lay = self.core.layout
         self._mask = row[lay.mask] > 0.5
+        self._view = self._new_view(row[lay.features], step=0, reward=None, metrics=None)
         return row[lay.features].copy(), {"action_mask": self._mask.copy()}
+
+    def _new_view(self, features, step, reward, metrics) -> render.View:
+        env, params = self.core.env, self.core.params
+        max_steps = getattr(params, "max_steps", None)
+        return render.View(env_id=self.core.env_id, step=step, max_steps=max_steps, reward=reward,
+                           feature_names=tuple(env.feature_names(params)), features=np.array(features),
+                           metric_names=self.core.metric_names, metrics=None if metrics is None else np.array(metrics))
 
     def step(self, action):
         if self._mask is None or self._next_row is not None:
@@ -245,7 +260,20 @@ class MemgymEnv(gymnasium.Env):
         self._mask = row[lay.final_mask] > 0.5
         info = {"metrics": dict(zip(self.core.metric_names, row[lay.metrics].tolist())),
                 "action_mask": self._mask.copy(), "projected": bool(row[lay.projected])}
+        self._view = self._new_view(row[lay.final_features], step=self._view.step + 1,
+                                    reward=float(row[lay.reward]), metrics=row[lay.metrics])
         return row[lay.final_features].copy(), float(row[lay.reward]), terminated, truncated, info
+
+    def render(self):
+        """The last reset's or step's frame in `render_mode`: a str ("ansi"), uint8[H, W, 3] ("rgb_array"),
+        or None (no render_mode; gymnasium warns)."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(f"{type(self).__name__}.render() without a render_mode: make the environment "
+                                  f"with render_mode in {self.metadata['render_modes']}")
+            return None
+        if self._view is None:
+            raise gymnasium.error.ResetNeeded("call reset() before render()")
+        return render.ansi(self._view) if self.render_mode == "ansi" else render.rgb_array(self._view)
 
     def action_masks(self) -> np.ndarray:
         """bool[sum(nvec)]: the allowed bins of each action dimension for the current observation."""
@@ -274,8 +302,15 @@ class MemgymVectorEnv(gymnasium.vector.VectorEnv):
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, env_id: str = "KernelMapping-v0", num_envs: int = 1, **overrides):
+    def __init__(self, env_id: str = "KernelMapping-v0", num_envs: int = 1, max_episode_steps: int | None = None,
+                 **overrides):
         self.core = BatchedCore(env_id, num_envs, overrides)
+        # gymnasium's make_vec passes the spec's max_episode_steps (the default episode length); episodes end
+        # where the environment ends them (params.max_steps), so any other value is an error, not a silent cut
+        steps = getattr(self.core.params, "max_steps", None)
+        if max_episode_steps not in (None, -1, steps, registry.default_max_steps(env_id)):
+            raise ValueError(f"max_episode_steps={max_episode_steps}: {self.core.env_id}'s episodes last "
+                             f"max_steps={steps} steps; pass max_steps={max_episode_steps} instead")
         self.num_envs = self.core.num_envs
         self.render_mode = None
         self.single_action_space, self.single_observation_space = self.core.single_spaces()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
+import typing
 
 # id -> (module, class). Ids are versioned: bump the version when the dynamics change.
 ENVIRONMENTS = {
@@ -37,8 +40,25 @@ def registered() -> list[str]:
     return [f"{NAMESPACE}/{name}" for name in ENVIRONMENTS]
 
 
+def default_max_steps(env_id: str) -> int | None:
+    """Episode length under the default parameters, read without building them (building SecureDisagg-v0's
+    takes seconds): the `max_steps` default of `default_params`, else that of its parameter class."""
+    cls = env_class(env_id)
+    default = inspect.signature(cls.default_params).parameters.get("max_steps")
+    if default is not None and isinstance(default.default, int):
+        return default.default
+    params_cls = typing.get_type_hints(cls.default_params).get("return")
+    for field in dataclasses.fields(params_cls) if dataclasses.is_dataclass(params_cls) else ():
+        if field.name == "max_steps" and isinstance(field.default, int):
+            return field.default
+    return None
+
+
 def register_gymnasium() -> None:
-    """Register every environment with gymnasium (idempotent), with a native vector entry point."""
+    """Register every environment with gymnasium (idempotent), with a native vector entry point and
+    `max_episode_steps` = the default episode length. Overriding `max_steps` through `gymnasium.make`'s
+    keyword arguments changes the environment's own episode end; pass `max_episode_steps=` with it when the
+    new length is longer (gymnasium's TimeLimit would otherwise cut the episode at the default length)."""
     import gymnasium
 
     for name in ENVIRONMENTS:
@@ -47,4 +67,5 @@ def register_gymnasium() -> None:
             continue
         gymnasium.register(id=gid, entry_point="memgym.envs.gym_adapter:MemgymEnv",
                            vector_entry_point="memgym.envs.gym_adapter:MemgymVectorEnv",
-                           kwargs={"env_id": name}, disable_env_checker=True)
+                           kwargs={"env_id": name}, disable_env_checker=True,
+                           max_episode_steps=default_max_steps(name))

@@ -1,7 +1,6 @@
 """Fit the GEMM efficiency knobs of the GPU presets to measured kernel times (host-side, not jitted).
 
-Data (`reference/data/` of the steering repository's `shared/` folder; see its README for sources and
-licences):
+Data (`sim/data/`, shipped with the package; `sim/data/README.md` gives each file's source and licence):
 
 - Vidur's Llama-2-70B GEMM medians on A100-80GB and H100 (ms): QKV (`attn_pre_proj`), O (`attn_post_proj`),
   gate+up fused (`mlp_up_proj`), down (`mlp_down_proj`) for 1…4096 tokens at tensor parallelism 1, 2, 4, 8.
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pathlib
 
 import jax
@@ -49,23 +47,18 @@ FIT_TP = (1, 8)
 HELD_OUT_TP = (2, 4)
 
 
-def shared_dir() -> pathlib.Path:
-    """The steering repository's `shared/` folder: $MEMGYM_SHARED_DIR, else `../shared` beside the repo."""
-    env = os.environ.get("MEMGYM_SHARED_DIR")
-    if env:
-        return pathlib.Path(env)
-    return pathlib.Path(__file__).resolve().parent.parent.parent / "shared"
+DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
 
 
 def data_path(name: str) -> pathlib.Path:
-    """Path of a measured-data file under `shared/reference/data/` (it may not exist)."""
-    return shared_dir() / "reference" / "data" / name
+    """Path of a measured-data file shipped in the package (`memgym/sim/data/`)."""
+    return DATA_DIR / name
 
 
 def _require(path: pathlib.Path) -> pathlib.Path:
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found; set MEMGYM_SHARED_DIR to the folder that holds "
-                                f"reference/data/")
+        raise FileNotFoundError(f"{path} not found (the measured data ships in memgym/sim/data/; "
+                                f"reinstall the package)")
     return path
 
 

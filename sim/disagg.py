@@ -2,8 +2,8 @@
 RDMA far memory it is compared with.
 
 Remote memory lives in memory-providing nodes and is reached through the requesting node's FPGA engine over
-the engines' own network. Only the paper's abstract is known; the model below is the reconstruction of
-`reference/papers.md` §4.3, every parameter in the hardware YAML's `tiers.remote` and `secure_remote:` block
+the engines' own network. Only the paper's abstract is known; the model below is a reconstruction from it and the related
+systems (Clio, ODRP, Path ORAM), every parameter in the hardware YAML's `tiers.remote` and `secure_remote:` block
 with its source or reason. One transfer of `n` useful bytes in mode `m` costs
 
     t = latency(m) + n · traffic(m) / link          (+ registration(m) for newly allocated bytes)

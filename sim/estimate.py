@@ -88,7 +88,24 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
         "flops_per_iteration": n_layers * float(np.asarray(table.flops).sum()) + float(head_flops),
         "bytes_per_iteration": n_layers * float(np.asarray(table.bytes).sum()) + float(head_bytes.sum()),
         "kernels": kernels,
+        "warning": spill_warning(m_name, batch, context, tp, need, hw, placement[0]),
     }
+
+
+def spill_warning(model_name: str, batch, context, tp, need_bytes: float, hw: HardwareSpec, frac) -> str | None:
+    """One line when weights and KV cache do not fit the fastest tier and part of them is placed (spilled)
+    in slower ones, naming the tiers and shares; None when everything fits."""
+    bw = np.asarray(hw.access_bw_bytes_per_s)[:, MAIN]
+    fastest = int(np.argmax(bw))
+    frac = np.asarray(frac, np.float64)
+    spilled = [(TIERS[i], float(frac[i])) for i in np.argsort(-bw) if i != fastest and frac[i] > 0]
+    if not spilled:
+        return None
+    cap = float(np.asarray(hw.tier_capacity_bytes)[fastest])
+    where = " and ".join(f"{f:.0%} ({f * need_bytes / 1e9:.0f} GB) to {t}" for t, f in spilled)
+    return (f"warning: {model_name} at batch {batch}, context {context}, tp {tp} needs {need_bytes / 1e9:.0f} GB of "
+            f"weights and KV cache per device but {TIERS[fastest]} holds {cap / 1e9:.0f} GB: {where} spills, "
+            f"and every kernel reads that share at the slower tier's bandwidth")
 
 
 def format_table(result: dict) -> str:
@@ -97,7 +114,7 @@ def format_table(result: dict) -> str:
             f"context {result['context']}, tp {result['tp']}{' (ideal roofline)' if result['ideal'] else ''}; "
             "tensors in " + ", ".join(f"{t} {f:.0%}" for t, f in result["placement"].items()))
     cols = ["kernel", "GFLOP", "W MB", "A MB", "KV MB", "compute us", "memory us", "time us", "bound"]
-    lines = [head, "one decoder layer:", " ".join(f"{c:>{14 if i == 0 else 12}}" for i, c in enumerate(cols))]
+    lines = ([result["warning"]] if result.get("warning") else []) + [head, "one decoder layer:", " ".join(f"{c:>{14 if i == 0 else 12}}" for i, c in enumerate(cols))]
     for r in result["kernels"]:
         lines.append(" ".join([f"{r['name']:>14}", f"{r['flops'] / 1e9:12.3f}", f"{r['bytes_weights'] / 1e6:12.2f}",
                                f"{r['bytes_activations'] / 1e6:12.2f}", f"{r['bytes_kv'] / 1e6:12.2f}",

@@ -1,7 +1,6 @@
 """The per-kernel FLOPs and bytes of one decoder layer, for decode and prefill.
 
-Formulas follow `reference/llm_cost_model.md` §2 (minimum DRAM bytes of unfused kernels; a multiply-add is
-2 FLOPs). Choices the references leave open:
+Formulas count the minimum DRAM bytes of unfused kernels; a multiply-add is 2 FLOPs. Choices left open:
 
 - Causal prefill attention counts the pairs a causal mask keeps exactly: a chunk of s tokens after P cached
   tokens attends to s·P + s(s+1)/2 keys (`causal=True`, the default); `causal=False` counts s·(P+s).

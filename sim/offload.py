@@ -10,7 +10,7 @@ MHA, more than K,V for GQA models with h_kv·d_h < d/2) from which K and V are r
 two projections (`2·2·d·h_kv·d_h` FLOPs per token), Q/O/FFN skipped, while the next weights arrive.
 
 Per layer and decode step (released `experimental/cost_model.py` of FMInference/FlexGen @19753bc, generalised
-to any model width, GQA and the activation cache; `reference/papers.md` §3.2):
+to any model width, GQA and the activation cache):
 
     ctog  = [wi·(wc+wn) + hidden·(hc+hn) + cache read over PCIe] / ctog_bw
     gtoc  = hidden·(hc+hn) / gtoc_hidden_bw + (new cache entries + extra writes)·(cc+cn) / gtoc_cache_bw

@@ -45,6 +45,11 @@ def test_heuristic_scores_exactly_one_and_oracle_bounds_everyone(results):
     assert summary["policies"]["h2m2"]["iqm"] == 1.0
     assert (table.score_vs_oracle <= 1.0 + 1e-5).all()
     assert (table[table.policy == "oracle"].score_vs_oracle == 1.0).all()
+    # the optimality gap is the mean shortfall below the oracle, not below the heuristic (which scores 1)
+    for name, s in summary["policies"].items():
+        want = np.maximum(1.0 - table[table.policy == name].score_vs_oracle, 0.0).mean()
+        assert s["optimality_gap"] == pytest.approx(want, abs=1e-6), name
+    assert summary["policies"]["oracle"]["optimality_gap"] == 0.0
 
 
 def test_confidence_intervals_contain_the_point_estimates(results):

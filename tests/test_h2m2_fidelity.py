@@ -7,7 +7,7 @@ import pytest
 
 from memgym.train import reproduce
 
-TOLERANCE = 0.15  # the acceptance band; the closing note reports the errors (all within 10%)
+TOLERANCE = 0.15  # the acceptance band (the errors measured so far are all within 10 %)
 
 
 @pytest.fixture(scope="module")

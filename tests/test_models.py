@@ -1,4 +1,4 @@
-"""Exact invariants of the model presets and the kernel table (reference/llm_cost_model.md §3, §4, §8.1).
+"""Exact invariants of the model presets and the kernel table (parameter counts, KV bytes per token, FLOP identities).
 
 Counting identities run in float64 (`jax.enable_x64` inside the test, spec leaves cast to float64), so they
 hold to rtol 1e-12; the hot path stays float32.
@@ -50,7 +50,7 @@ def test_specs_are_float32_by_default():
 @pytest.mark.parametrize("name", MODELS)
 def test_param_count_and_kv_bytes_match_reference(name):
     # Chinchilla-70B: the published dims (80 layers, d 8192, 64 heads, FFN 4d, tied embedding) give ~64.7 B
-    # parameters, not the 70 B label; the preset's reference holds 64.7e9 (llm_cost_model.md §4).
+    # parameters, not the 70 B label; the preset's reference holds 64.7e9.
     m = config.load_model(name)
     assert float(specs.param_count(m)) == pytest.approx(reference(name, "param_count_reference"), rel=0.01)
     assert float(specs.kv_bytes_per_token(m)) == pytest.approx(

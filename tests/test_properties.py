@@ -1,4 +1,5 @@
-"""Regime and monotonicity properties of the roofline core (reference/llm_cost_model.md §8.2), with hypothesis.
+"""Regime and monotonicity properties of the roofline core (compute- vs memory-bound regimes, monotone in batch and context), with
+hypothesis.
 
 One jitted function of (model spec, hardware spec, placement, batch, context, site) serves every example, so
 the whole module compiles a handful of times.

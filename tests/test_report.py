@@ -132,7 +132,7 @@ def test_images_are_embedded_pngs_and_nothing_is_external(built):
 def test_tables_are_real_tables(built):
     _, _, _, page = built
     tables = [t for s in page.sections.values() for t in s["tables"]]
-    assert len(tables) == 6  # headline, per-scenario scores and metrics, breakdown, two reproduction papers
+    assert len(tables) == 7  # headline, per-scenario scores and metrics, breakdown, h2m2 (comparison, config), hybridserve
     for t in tables:
         assert t["head"] and t["rows"]
         assert all(len(cells) == len(t["head"]) for _, cells in t["rows"])
@@ -241,16 +241,26 @@ def test_learning_curves_come_from_the_event_files(built, tmp_path):
     assert "2 log folders from 1 run)" in page.sections["learning"]["text"]
 
 
-def test_reproduction_tables_are_generic(built):
+def test_reproduction_tables_compare_paper_and_simulator(built):
     _, _, _, page = built
-    h2m2, other = page.sections["reproduction"]["tables"]
-    assert h2m2["head"][1] == "speedup_h2m2" and "paper.h2m2" in h2m2["head"]
-    assert "contexts" not in " ".join(h2m2["head"])  # lists are left out
-    rows = {cells[0]: dict(zip(h2m2["head"], cells)) for _, cells in h2m2["rows"]}
-    assert list(rows) == ["gpt3-175b", "chinchilla-70b", "llama2-70b", "dynamic"]
-    assert rows["llama2-70b"]["speedup_h2m2"] == "2.90" and rows["dynamic"]["speedup_oracle"] == "–"
-    assert rows["dynamic"]["paper.flexgen_static"] == "1.25"
-    assert other["head"] == ["Model", "local_hit_rate", "paper.local_hit_rate"]
+    h2m2, h2m2_config, other = page.sections["reproduction"]["tables"]
+    assert h2m2["head"][:5] == ["Model", "Figure", "paper", "simulator", "error"]
+    rows = [dict(zip(h2m2["head"], cells)) for _, cells in h2m2["rows"]]
+    assert [r["Model"] for r in rows] == ["gpt3-175b", "chinchilla-70b", "llama2-70b", "dynamic", "dynamic"]
+    llama = rows[2]
+    assert (llama["paper"], llama["simulator"], llama["error"]) == ("2.94", "2.90", "-1.4%")
+    assert rows[4]["Figure"] == "flexgen_static" and rows[4]["paper"] == "1.25" and rows[4]["simulator"] == "1.22"
+    assert all(r["within ±15%"] == "✓" for r in rows)
+    assert h2m2_config["head"] == ["Model", "configuration"]
+    assert "bins" not in h2m2["head"] and "batch" not in h2m2["head"]
+    assert h2m2_config["rows"][0][1] == ["gpt3-175b", "batch 8, contexts 512–1024"]
+    assert [dict(zip(other["head"], c))["paper"] for _, c in other["rows"]] == ["0.900"]
+    # a figure outside the tolerance is flagged and counted
+    table, config = report.paper_comparison({"chinchilla-70b": {"speedup_hierarchical": 1.00, "speedup_h2m2": 1.52,
+                                                                "bins": 65, "paper": {"h2m2": 1.55, "hierarchical": 1.33}}})
+    assert table.row_classes == ["", "flag"] and table.rows[1][5].startswith("✗")
+    assert config.rows == [["chinchilla-70b", "bins 65"]]
+    assert report.paper_comparison({"m": {"speedup_x": 1.0}}) is None  # no paper values: the generic table
     wide = report.reproduction_table({"m": {f"speedup_{i}": i / 3 for i in range(12)}})
     assert wide.header == ["Quantity", "m"] and len(wide.rows) == 12  # too wide: transposed
     flat = report.reproduction_table({"speedup_hybridserve": 1.234, "layers": [1, 2]}, "hybridserve")
@@ -325,7 +335,7 @@ def test_tdmem_reproduction_is_three_small_tables():
     """`reproduce tdmem` is deeply nested; the report shows the headline, one row per mode and the sweep."""
     block = {
         "remote_4k_access_us": {"secure": 3.63, "oram": 61.3, "band_us": [3, 6]},
-        "oram_blocks_per_access": {"4GiB": {"pages": 2**20, "blocks": 152.0, "papers_md": 152}, "z": 4.0},
+        "oram_blocks_per_access": {"4GiB": {"pages": 2**20, "blocks": 152.0, "expected": 152}, "z": 4.0},
         "secure_vs_software_rdma": {"ratio": 1.07, "same_block": {"ratio": 1.0},
                                     "by_remote_gb": {"16": {"ratio": 1.08, "same_block_ratio": 1.0,
                                                             "rdma_slabs_batch": 48.0, "tdmem_batch": 64.0}}},

@@ -1,4 +1,4 @@
-"""TDMem's claims (arXiv 2108.11507, abstract only; the reconstruction in reference/papers.md §4) against the
+"""TDMem's claims (arXiv 2108.11507, abstract only; the reconstruction in sim/disagg.py) against the
 simulator (`memgym reproduce tdmem`): Path ORAM's blocks per access, a 4 KB access in the related systems'
 3-6 us band, ODRP's capacity figures, properties of the remote tier's cost model, and on SecureDisagg-v0
 "comparable performance to the latest software-based techniques" (the same block within +-15 %), the
@@ -59,7 +59,7 @@ def tier():
 @pytest.mark.parametrize("key,pages,blocks,levels", [("1GiB", 2**18, 136, 16), ("4GiB", 2**20, 152, 18),
                                                      ("16GiB", 2**22, 168, 20)])
 def test_path_oram_blocks_per_access_exact(key, pages, blocks, levels, result):
-    assert float(disagg.oram_blocks_per_access(pages, 4.0)) == blocks  # papers.md §4.3: 2·Z·(L+1)
+    assert float(disagg.oram_blocks_per_access(pages, 4.0)) == blocks  # 2·Z·(L+1) blocks, L = log2(pages/Z)
     assert float(disagg.oram_levels(pages, 4.0)) == levels
     assert float(disagg.oram_blocks_per_access(3 * pages // 2, 4.0)) == blocks + 8  # one level deeper
     row = result["oram_blocks_per_access"][key]

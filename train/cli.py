@@ -13,6 +13,8 @@ def _estimate(args) -> int:
 
     result = estimate(args.model, args.hardware, args.batch, args.context, phase=args.phase,
                       ideal=args.ideal, tp=args.tp, dtype=args.dtype)
+    if args.json and result.get("warning"):
+        print(result["warning"], file=sys.stderr)  # the table shows it on its first line
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 
@@ -20,6 +22,7 @@ def _estimate(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memgym", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("estimate", help="per-kernel cost of one iteration of a model on a hardware preset")

@@ -1,6 +1,9 @@
 """Sub-commands beyond `estimate` (each imports its heavy dependencies lazily)."""
 
 
+H2M2_BINS = None  # `reproduce h2m2`, `evaluate --reproduce` and the demo: heads + 1 per model (the paper's)
+
+
 def add_commands(sub) -> None:
     """Register the sub-commands that exist so far."""
     add_reproduce(sub)
@@ -8,25 +11,49 @@ def add_commands(sub) -> None:
     add_evaluate(sub)
     add_benchmark(sub)
     add_demo_and_report(sub)
+    add_presets(sub)
+
+
+def _presets(args) -> int:
+    import json
+
+    from . import presets
+
+    kinds = presets.KINDS if args.kind is None else (args.kind,)
+    tables = {k: presets.rows(k) for k in kinds}
+    if args.json:
+        print(json.dumps(tables, indent=2))
+    else:
+        print("\n\n".join(presets.format_rows(k, r) for k, r in tables.items()))
+    return 0
+
+
+def add_presets(sub) -> None:
+    p = sub.add_parser("presets", help="the shipped model and hardware presets: key numbers and sources")
+    p.add_argument("kind", nargs="?", choices=("models", "hardware"), default=None, help="default: both")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_presets)
+
+
+def show_progress(args) -> bool:
+    """Progress bars unless --quiet (global) or the command's --no-progress."""
+    return not (getattr(args, "quiet", False) or getattr(args, "no_progress", False))
 
 
 def _reproduce(args) -> int:
     import json
 
     from . import reproduce
+    from .progress import heartbeat
 
     if args.paper not in ("h2m2", "hybridserve", "tdmem"):
         raise ValueError(f"reproduce: '{args.paper}' is not available yet; available: h2m2, hybridserve, tdmem")
-    if args.paper == "hybridserve":
-        result = reproduce.reproduce_hybridserve()
-        print(json.dumps(result, indent=2) if args.json else reproduce.format_hybridserve(result))
-        return 0
-    if args.paper == "tdmem":
-        result = reproduce.reproduce_tdmem()
-        print(json.dumps(result, indent=2) if args.json else reproduce.format_tdmem(result))
-        return 0
-    result = reproduce.reproduce_h2m2(bins=args.bins)
-    print(json.dumps(result, indent=2) if args.json else reproduce.format_h2m2(result))
+    run, fmt = {"h2m2": (lambda: reproduce.reproduce_h2m2(bins=args.bins), reproduce.format_h2m2),
+                "hybridserve": (reproduce.reproduce_hybridserve, reproduce.format_hybridserve),
+                "tdmem": (reproduce.reproduce_tdmem, reproduce.format_tdmem)}[args.paper]
+    with heartbeat(f"reproduce {args.paper}", enabled=show_progress(args)):
+        result = run()
+    print(json.dumps(result, indent=2) if args.json else fmt(result))
     return 0
 
 
@@ -34,7 +61,8 @@ def add_reproduce(sub) -> None:
     r = sub.add_parser("reproduce", help="the papers' tables beside the simulator's numbers")
     r.add_argument("paper", choices=("h2m2", "hybridserve", "tdmem"))
     r.add_argument("--json", action="store_true", help="print one JSON object")
-    r.add_argument("--bins", type=int, default=None, help="mapping granularity (default: heads + 1)")
+    r.add_argument("--bins", type=int, default=H2M2_BINS,
+                   help="H2M2's mapping granularity, bins per sublayer (default: heads + 1, the paper's)")
     r.set_defaults(func=_reproduce)
 
 
@@ -46,7 +74,7 @@ def _train(args) -> int:
             raise ValueError("train: --config is required (or --resume with --run-dir to continue a run)")
         args.config = f"{args.run_dir}/config.yaml"
     exp = experiment.load(args.config, total_timesteps=args.total_timesteps)
-    summary = experiment.train(exp, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress)
+    summary = experiment.train(exp, run_dir=args.run_dir, resume=args.resume, progress=show_progress(args))
     print(experiment.format_summary(exp, summary))
     return 0
 
@@ -64,6 +92,7 @@ def add_train(sub) -> None:
 
 def _evaluate(args) -> int:
     from . import evaluate, experiment
+    from .progress import heartbeat
 
     exp = experiment.load(args.config)
     ev = exp.eval or {}
@@ -76,15 +105,18 @@ def _evaluate(args) -> int:
 
         paper = {"KernelMapping-v0": "h2m2", "CacheRatio-v0": "hybridserve",
                  "SecureDisagg-v0": "tdmem"}.get(canonical_id(exp.env))
-        if paper == "h2m2":
-            repro = {"h2m2": reproduce.reproduce_h2m2(bins=args.reproduce_bins)}
-        elif paper == "hybridserve":
-            repro = {"hybridserve": reproduce.reproduce_hybridserve()}
-        elif paper == "tdmem":
-            repro = {"tdmem": reproduce.reproduce_tdmem()}
-    summary = evaluate.evaluate(exp.env, exp.env_params, ev.get("scenarios") or {"default": {}}, seeds=seeds,
-                                learned_runs=args.checkpoints, out_dir=args.out, reproduce=repro,
-                                config_path=args.config)
+        with heartbeat(f"reproduce {paper}", enabled=show_progress(args)):
+            if paper == "h2m2":
+                repro = {"h2m2": reproduce.reproduce_h2m2(bins=args.reproduce_bins)}
+            elif paper == "hybridserve":
+                repro = {"hybridserve": reproduce.reproduce_hybridserve()}
+            elif paper == "tdmem":
+                repro = {"tdmem": reproduce.reproduce_tdmem()}
+    scenarios = ev.get("scenarios") or {"default": {}}
+    with heartbeat(f"evaluate {len(scenarios)} scenarios x {seeds} seeds", enabled=show_progress(args)):
+        summary = evaluate.evaluate(exp.env, exp.env_params, scenarios, seeds=seeds,
+                                    learned_runs=args.checkpoints, out_dir=args.out, reproduce=repro,
+                                    config_path=args.config)
     print(evaluate.headline(summary))
     print(f"results written to {args.out}/ (results.csv, summary.json); `memgym report {args.out}` makes the page")
     return 0
@@ -97,7 +129,9 @@ def add_evaluate(sub) -> None:
     e.add_argument("-o", "--out", default="results", help="output folder (default results/)")
     e.add_argument("--seeds", type=int, default=None, help="seeds per scenario (default: the config's, or 10)")
     e.add_argument("--reproduce", action="store_true", help="also compute the paper reproduction tables")
-    e.add_argument("--reproduce-bins", type=int, default=33, help="mapping granularity for --reproduce")
+    e.add_argument("--reproduce-bins", type=int, default=H2M2_BINS,
+                   help="H2M2's mapping granularity for --reproduce (default: heads + 1, as `memgym reproduce h2m2`)")
+    e.add_argument("--no-progress", action="store_true", help="no progress lines")
     e.set_defaults(func=_evaluate)
 
 
@@ -130,7 +164,7 @@ def add_benchmark(sub) -> None:
 def _demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(out=args.out, timesteps=args.timesteps, seeds=args.seeds, progress=not args.no_progress)
+    run_demo(out=args.out, timesteps=args.timesteps, seeds=args.seeds, progress=show_progress(args))
     return 0
 
 
@@ -146,9 +180,10 @@ def add_demo_and_report(sub) -> None:
     d = sub.add_parser("demo", help="train the KernelMapping generalist briefly, score it on the held-out test "
                                     "split against the paper heuristic, write the report")
     d.add_argument("--out", default="memgym-demo", help="output folder (default memgym-demo/)")
-    d.add_argument("--timesteps", type=int, default=3_000_000,
-                   help="PPO env steps (default 3M, about a minute on 2 cores)")
-    d.add_argument("--seeds", type=int, default=10, help="evaluation seeds per scenario (default 10)")
+    d.add_argument("--timesteps", type=int, default=1_500_000,
+                   help="PPO env steps per training seed (default 1.5M)")
+    d.add_argument("--seeds", type=int, default=None,
+                   help="evaluation episodes per test scenario (default: the benchmark's)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=_demo)
     r = sub.add_parser("report", help="one self-contained HTML page (and Markdown) from evaluation results")

@@ -11,13 +11,14 @@ import pathlib
 import time
 
 from .files import write_atomic
+from .progress import heartbeat
 
 log = logging.getLogger(__name__)
 DEMO_CONFIG = "kernel-mapping-generalist"
 
 
 def run_demo(out="memgym-demo", timesteps: int = 1_500_000, seeds: int | None = None, progress: bool = True,
-             reproduce_bins: int = 33, say=print) -> dict:
+             reproduce_bins: int | None = None, say=print) -> dict:
     from memgym.envs import distribution
     from memgym.policies import learned
 
@@ -42,13 +43,14 @@ def run_demo(out="memgym-demo", timesteps: int = 1_500_000, seeds: int | None = 
             exp = experiment.load(run_dir / "config.yaml", total_timesteps=timesteps - done)
         summary = experiment.train(exp, run_dir=run_dir, resume=resume, progress=progress)
         say(experiment.format_summary(exp, summary))
-    say(f"[2/4] reproducing H2M2's table (speedups over LPDDR-only, {reproduce_bins} bins)")
-    repro = reproduce.h2m2_sweeps(bins=reproduce_bins)
-    repro["dynamic"] = reproduce.h2m2_dynamic(seeds=2, bins=reproduce_bins)
+    say("[2/4] reproducing H2M2's table (speedups over LPDDR-only)")
+    with heartbeat("reproduce h2m2", enabled=progress):
+        repro = reproduce.reproduce_h2m2(bins=reproduce_bins)  # what `memgym reproduce h2m2` prints
     say("[3/4] scoring every policy and the agent on the benchmark's held-out test split")
     results = out / "results"
-    summary = benchmark.run_benchmark(exp.env, checkpoints=[run_dir], split="test", out_dir=results,
-                                      seeds=seeds)
+    with heartbeat("benchmark", enabled=progress):
+        summary = benchmark.run_benchmark(exp.env, checkpoints=[run_dir], split="test", out_dir=results,
+                                          seeds=seeds)
     sentence = benchmark.headline(summary, trained_on)
     _add_to_summary(results / "summary.json", headline=sentence, reproduce_bins=reproduce_bins)
     write_atomic(results / "reproduce.json", json.dumps({"h2m2": repro}, indent=1))

@@ -233,6 +233,7 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
         s["kind"] = table[table.policy == p].kind.iloc[0]
         s["iqm_vs_oracle"] = vs_oracle["policies"][p]["iqm"]
         s["iqm_vs_oracle_ci"] = vs_oracle["policies"][p]["iqm_ci"]
+        s["optimality_gap"] = vs_oracle["policies"][p]["optimality_gap"]  # shortfall below the oracle (= 1)
     summary = {
         "env": env_id, "heuristic": heuristic, "oracle": ORACLE, "seeds": seeds,
         "scenarios": {k: dict(v or {}) for k, v in scenarios.items()}, "base_params": dict(base_params),

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import pathlib
 import re
 
@@ -321,8 +322,15 @@ def format_summary(exp: Experiment, summary: dict) -> str:
     """A few lines for the terminal: steps, time, and the learned reward against the heuristic's."""
     lines = [f"{exp.name}: {exp.algorithm} on {exp.env}, step {summary['global_step']} "
              f"({summary['global_step'] - summary.get('start_step', 0)} this run) in {summary['wall_s']:.0f} s"]
+    from .progress import fmt
+
     (heuristic, ref), = summary["baseline"].items()
     for i, scalars in enumerate(summary["scalars"]):
         r = scalars.get("rollout/ep_rew_mean", float("nan"))
-        lines.append(f"  seed {i}: rollout/ep_rew_mean {r:.3f} = {r / ref:.3f} × {heuristic} ({ref:.3f})")
+        if not math.isfinite(r):
+            lines.append(f"  seed {i}: rollout/ep_rew_mean n/a (no episode finished in the logged window; "
+                         f"{heuristic}: {fmt(ref)})")
+            continue
+        ratio = fmt(r / ref) if ref else "n/a"
+        lines.append(f"  seed {i}: rollout/ep_rew_mean {fmt(r)} = {ratio} × {heuristic} ({fmt(ref)})")
     return "\n".join(lines)

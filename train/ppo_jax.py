@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import pathlib
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple
@@ -393,12 +392,9 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
     chunk = max(1, exp.log_every // batch)
     baseline_tag = f"baseline/{heuristic}/ep_rew_mean"
     writers = [ScalarWriter(run_dir / "tb" / "ppo_jax" / f"seed_{i}") for i in range(exp.n_seeds)]
-    bar = None
-    if progress and sys.stderr.isatty():
-        from tqdm import tqdm
+    from .progress import bar as progress_bar, fmt
 
-        bar = tqdm(total=target_updates * batch, initial=start_updates * batch, unit="step", unit_scale=True,
-                   desc=exp.name, dynamic_ncols=True)
+    bar = progress_bar(target_updates * batch, exp.name, enabled=progress, initial=start_updates * batch)
     ckpt_every = exp.checkpoint_every
     next_ckpt = (start_step // ckpt_every + 1) * ckpt_every
     updates = start_updates
@@ -421,16 +417,14 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
                 last[i] = scalars
             log.info("step %d  ep_rew_mean %.3f  (%s %.3f)  %.0f steps/s", step,
                      last[0].get("rollout/ep_rew_mean", math.nan), heuristic, baseline, n * batch / dt)
-            if bar is not None:
-                bar.update(n * batch)
-                bar.set_postfix(ep_rew=f"{last[0]['rollout/ep_rew_mean']:.3f}", ref=f"{baseline:.3f}")
+            bar.update(n * batch)
+            bar.set_postfix(ep_rew=fmt(last[0].get("rollout/ep_rew_mean")), ref=fmt(baseline))
             if step >= next_ckpt or updates >= target_updates:
                 save_checkpoint(run_dir, state, step, exp.n_seeds)
                 next_ckpt = (step // ckpt_every + 1) * ckpt_every
     finally:
         for w in writers:
             w.close()
-        if bar is not None:
-            bar.close()
+        bar.close()
     return {"global_step": updates * batch, "start_step": start_step, "scalars": last,
             "baseline": {heuristic: baseline}, "wall_s": time.perf_counter() - t_start, "compile_s": compile_s}

@@ -407,13 +407,43 @@ def tdmem_tables(block: dict) -> list:
         ["secure 4 KB access, µs", fmt(access.get("secure")), "3–6 (related systems)"],
         ["FlexGen's policy search on the tier, secure / RDMA slabs",
          fmt(((block.get("flexgen_on_remote") or {}).get("secure") or {}).get("vs_rdma_slab")), "–"],
-        *[[f"Path ORAM blocks per access, {k}", fmt(v.get("blocks")), fmt(v.get("papers_md"))]
-          for k, v in oram.items() if isinstance(v, dict) and "papers_md" in v]])
+        *[[f"Path ORAM blocks per access, {k}", fmt(v.get("blocks")), fmt(v.get("expected"))]
+          for k, v in oram.items() if isinstance(v, dict) and "expected" in v]])
     sweep = svr.get("by_remote_gb") or {}
     by_gb = Table(["Remote GB", "RDMA block", "TDMem block", "ratio", "same-block ratio"],
                   [[gb, fmt(v.get("rdma_slabs_batch")), fmt(v.get("tdmem_batch")), fmt(v.get("ratio")),
                     fmt(v.get("same_block_ratio"))] for gb, v in sweep.items()])
     return [head, per_mode, by_gb]
+
+
+REPRO_TOLERANCE = 0.15  # a simulator figure within ±15 % of the paper's is a match
+CONFIG_KEYS = ("batch", "bins", "contexts", "scenario")
+
+
+def paper_comparison(block: dict) -> tuple[Table, Table] | None:
+    """Blocks whose entries carry a `paper` dict (H2M2's): one row per (model, policy) with the paper's value,
+    the simulator's (`speedup_<policy>`) and the relative error, grouped by model, rows outside
+    `REPRO_TOLERANCE` flagged; the entries' configuration (batch, bins, contexts, scenario) in a table of its
+    own. None for other blocks."""
+    entries = {k: v for k, v in block.items() if isinstance(v, dict) and isinstance(v.get("paper"), dict)}
+    if not entries:
+        return None
+    rows, classes, config_rows = [], [], []
+    for model, entry in entries.items():
+        for policy, paper in entry["paper"].items():
+            sim = entry.get(f"speedup_{policy}", entry.get(policy))
+            err = (sim / paper - 1.0) if isinstance(sim, (int, float)) and paper else None
+            out = err is not None and abs(err) > REPRO_TOLERANCE
+            rows.append([model, policy, fmt(paper), fmt(sim), "–" if err is None else f"{err:+.1%}",
+                         f"✗ outside ±{REPRO_TOLERANCE:.0%}" if out else "✓"])
+            classes.append("flag" if out else "")
+        cfg = {k: entry[k] for k in CONFIG_KEYS if k in entry}
+        cfg.update(cfg.pop("scenario", {}) or {})
+        if cfg:
+            config_rows.append([model, ", ".join(f"{k} {v if not isinstance(v, list) else '–'.join(map(str, v))}"
+                                                 for k, v in cfg.items())])
+    table = Table(["Model", "Figure", "paper", "simulator", "error", f"within ±{REPRO_TOLERANCE:.0%}"], rows, classes)
+    return table, (Table(["Model", "configuration"], config_rows) if config_rows else None)
 
 
 def section_reproduction(res: dict) -> list:
@@ -423,12 +453,20 @@ def section_reproduction(res: dict) -> list:
                 "`memgym reproduce h2m2` prints the same tables (the paper's numbers beside the simulator's)."]
     blocks = []
     for paper, block in repro.items():
+        compared = paper_comparison(block) if isinstance(block, dict) else None
         if paper == "tdmem" and isinstance(block, dict):
             blocks += [Subheading(paper), *tdmem_tables(block)]
+        elif compared is not None:
+            n_out = sum(c == "flag" for c in compared[0].row_classes)
+            blocks += [Subheading(paper), compared[0],
+                       f"{n_out} of {len(compared[0].rows)} figures lie outside ±{REPRO_TOLERANCE:.0%} of the "
+                       f"paper's (flagged ✗). Figure: a policy's speedup (`speedup_<policy>`) or a named quantity."]
+            if compared[1] is not None:
+                blocks += [Subheading(f"{paper}: configuration"), compared[1]]
         elif isinstance(block, dict):
             blocks += [Subheading(paper), reproduction_table(block, paper)]
-    return blocks + ["speedup_*: the simulator's speedups; paper*: the values the paper reports; nested values "
-                     "have dotted names; lists are left out."]
+    return blocks + ["Tables without the paper's values list the simulator's figures: speedup_*: speedups; "
+                     "nested values have dotted names; lists are left out."]
 
 
 def section_about(res: dict) -> list:
@@ -443,7 +481,8 @@ def section_about(res: dict) -> list:
             f"{s.get('seeds', '?')} seeds × {len(scen)} scenarios ({', '.join(scen) or '–'}) on "
             f"{s.get('env', '?')}. "
             f"IQM and 95% CIs by stratified bootstrap (rliable); P(improvement): the chance that a run of the "
-            f"policy beats {heur} on the same scenario; optimality gap: mean shortfall below 1.0.",
+            f"policy beats {heur} on the same scenario; optimality gap: mean shortfall of the score vs the oracle "
+            f"below 1.0 (0 = the oracle).",
             f"Made {made} by `memgym report` from `{res['dir']}` (evaluated {s.get('created', '?')}, config "
             f"`{s.get('config') or '–'}`)."]
 
@@ -456,7 +495,7 @@ table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th{background:#f0f0f
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th:first-child,td:first-child,.text{text-align:left}
 tbody tr:nth-child(even){background:#fafafa}tr.heuristic td{font-weight:600;background:#fff6d5}
 tr.oracle td{font-style:italic;background:#eef4fb}img{max-width:100%;display:block;margin:.6em 0}
-code{background:#f3f3f3;padding:0 .25em;border-radius:3px}tr.learned td:first-child{box-shadow:inset 3px 0 #1f77b4}"""
+code{background:#f3f3f3;padding:0 .25em;border-radius:3px}tr.learned td:first-child{box-shadow:inset 3px 0 #1f77b4}tr.flag td{background:#fde2e1;color:#8a1c1c}"""
 # Counts the images that failed to decode into <body data-images data-broken-images> (read by the browser test).
 SCRIPT = """window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.images), b = document.body.dataset;

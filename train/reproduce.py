@@ -12,7 +12,8 @@ from memgym.policies import kernel_mapping as km
 from memgym.sim import asymmetric
 from memgym.sim.specs import stack
 
-# reference/papers.md §1.8 (1.46/1.55/2.94 verified; the rest secondary S1+S2)
+# H2M2 (arXiv 2504.14893), speedups over LPDDR-only: 1.46/1.55/2.94 are stated in the paper's text; the other
+# policies' figures are read off its plots (less certain)
 H2M2_PAPER = {
     "gpt3-175b": {"h2m2": 1.46, "hierarchical": 1.07, "oracle": 1.51, "a_major": 1.40, "q_major": 1.22,
                   "f_major": 1.12, "flexgen_static": 1.30, "whole_sublayer": 1.27},
@@ -108,9 +109,12 @@ def format_h2m2(result: dict) -> str:
                      f"{r['speedup_flexgen_static']:>7.2f}{r['speedup_whole_sublayer']:>7.2f}")
     lines.append("paper (GPT3-175B): oracle ~1.51, hierarchical 1.07, A/Q/F-major 1.40/1.22/1.12, LP 1.30, "
                  "whole-sublayer 1.27; Chinchilla hier 1.33; Llama2 hier 2.75, oracle 3.00")
+    bins = ", ".join(f"{m} {result[m]['bins']}" for m in PAPER_CONTEXTS)
+    lines.append(f"mapping granularity (bins per sublayer): {bins}")
     d = result.get("dynamic")
     if d:
-        lines.append(f"dynamic (GPT3-175B, batch 32, 128 iterations, early termination): H2M2 "
+        lines.append(f"dynamic (GPT3-175B, batch 32, 128 iterations, early termination, "
+                     f"{d['scenario']['bins']} bins): H2M2 "
                      f"{d['speedup_h2m2']:.2f} (paper 1.48), static LP split {d['speedup_flexgen_static']:.2f} "
                      f"(paper 1.25), oracle {d['speedup_oracle']:.2f}")
     return "\n".join(lines)
@@ -118,14 +122,14 @@ def format_h2m2(result: dict) -> str:
 
 # ---- HybridServe / FlexGen (`memgym reproduce hybridserve`) -------------------------------------------------
 
-# reference/papers.md §3.4 (measured, paper Table 2 / bench_suite.py) and §3.3 (the released model's own
-# predictions for the same policies, re-run)
+# FlexGen (arXiv 2303.06865) on a T4: measured tokens/s (paper Table 2 / its bench_suite.py) and the released
+# cost model's own predictions for the same policies, re-run
 FLEXGEN_T4 = {
     "opt-30b": {"percent": (20, 80, 0, 100, 0, 100), "gbs": 48, "nb": 3, "paper": 7.32, "flexgen_model": 7.14},
     "opt-175b": {"percent": (0, 50, 0, 0, 0, 100), "gbs": 32, "nb": 8, "paper": 0.69, "flexgen_model": 0.15},
 }
-HYBRIDSERVE_PAPER_SPEEDUP = 2.19  # over FlexGen (arXiv 2501.01792 abstract; papers.md §2.4)
-# The reference scenario (papers.md §2.3-2.5: the paper's GPU, host memory and lengths are unverified):
+HYBRIDSERVE_PAPER_SPEEDUP = 2.19  # over FlexGen (arXiv 2501.01792 abstract)
+# The reference scenario (the paper's GPU, host memory and lengths are unverified):
 # one A100-80GB over PCIe 4 (25 GB/s measured H2D), 128 GB host memory (Capture's README `--host-mem-size-GB
 # 128`), OPT-66B at fp16 (the largest model Capture's README lists; its 131 GB of weights do not fit the GPU,
 # the regime both systems target), prompt 512 (FlexGen's benchmark), 128 generated tokens (Capture's README
@@ -314,12 +318,12 @@ def format_hybridserve(result: dict) -> str:
 
 # ---- TDMem / secure disaggregated memory (`memgym reproduce tdmem`) --------------------------------------------
 
-# reference/papers.md §4: only TDMem's abstract is known ("comparable performance to the latest software-based
+# Only TDMem's abstract (arXiv 2108.11507) is known ("comparable performance to the latest software-based
 # techniques", fine-grained hardware allocation, obliviousness); the figures below are the related systems' and
 # the derived ones the reconstruction rests on.
-TDMEM_BAND_US = (3.0, 6.0)  # §4.4 latency ladder: an FPGA engine (Clio-class 2.5 us) + pipelined crypto
+TDMEM_BAND_US = (3.0, 6.0)  # related systems' latency ladder: an FPGA engine (Clio-class 2.5 us) + pipelined crypto
 TDMEM_ORAM_SIZES = {"1GiB": 2**18, "4GiB": 2**20, "16GiB": 2**22}  # 4 KB pages
-TDMEM_ORAM_PAPERS_MD = {"1GiB": 136, "4GiB": 152, "16GiB": 168}  # §4.3 [derived], Z = 4
+TDMEM_ORAM_EXPECTED = {"1GiB": 136, "4GiB": 152, "16GiB": 168}  # 2·Z·(L+1), Z = 4, L = log2(pages/Z) (derived)
 TDMEM_ORAM_Z = 4.0
 TDMEM_ODRP = {"fine_grained_4kb": 1.0, "static_slabs_max": 0.583, "gain": "1.72-12x",
               "register_us_per_4kb": 80.0, "register_us_per_mb": 600.0, "source": "ODRP (NSDI'25) §2.2, §5.2"}
@@ -440,7 +444,7 @@ def reproduce_tdmem(overrides: dict | None = None, remote_sweep_gb=TDMEM_REMOTE_
     oram = {}
     for key, n in TDMEM_ORAM_SIZES.items():
         oram[key] = {"pages": n, "blocks": float(disagg.oram_blocks_per_access(n, TDMEM_ORAM_Z)),
-                     "levels": float(disagg.oram_levels(n, TDMEM_ORAM_Z)), "papers_md": TDMEM_ORAM_PAPERS_MD[key]}
+                     "levels": float(disagg.oram_levels(n, TDMEM_ORAM_Z)), "expected": TDMEM_ORAM_EXPECTED[key]}
     oram["z"] = TDMEM_ORAM_Z
     oram["default_scenario"] = {
         "pages": float(r["oram_pages"][i0]), "blocks": float(r["oram_blocks"][i0]),
@@ -565,7 +569,7 @@ def format_tdmem(result: dict) -> str:
     obl = result["obliviousness_cost"]
     lo, hi = acc["band_us"]
     ukeys = [k for k in util if k.endswith("GB")]
-    lines = [f"TDMem (arXiv 2108.11507, abstract only; reconstruction: reference/papers.md §4.3) on SecureDisagg-v0: "
+    lines = [f"TDMem (arXiv 2108.11507, abstract only; reconstruction: sim/disagg.py, configs/hardware/a100-80gb-pcie4-tdmem.yaml) on SecureDisagg-v0: "
              f"{sc['model']}, {sc['hardware']}, {sc['host_memory_gb']:.0f} GB host, {sc['remote_memory_gb']:.0f} GB "
              f"remote, link {sc['link_gbps']:.1f} GB/s, engine RTT {sc['rtt_us']:.1f} us (RDMA {sc['rdma_rtt_us']:.1f}"
              f" us), prompt {sc['prompt_len']:.0f}, gen {sc['gen_len']:.0f}, gbs {sc['gbs']:.0f}, tenant "
@@ -585,8 +589,8 @@ def format_tdmem(result: dict) -> str:
     lines.append(f"  secure 4 KB access {acc['secure']:.2f} us: {'in' if acc['in_band'] else 'OUT OF'} the "
                  f"{lo:g}-{hi:g} us band (in band: {', '.join(acc['modes_in_band'])})")
     o = result["oram_blocks_per_access"]
-    parts = [f"{k} ({o[k]['pages']} pages): L={o[k]['levels']:.0f}, {o[k]['blocks']:.0f} (papers.md "
-             f"{o[k]['papers_md']})" for k in TDMEM_ORAM_SIZES]
+    parts = [f"{k} ({o[k]['pages']} pages): L={o[k]['levels']:.0f}, {o[k]['blocks']:.0f} (2·Z·(L+1) = "
+             f"{o[k]['expected']})" for k in TDMEM_ORAM_SIZES]
     d = o["default_scenario"]
     lines += ["", f"Path ORAM blocks per access, Z={o['z']:.0f}: " + "; ".join(parts),
               f"  this scenario's ORAM: {d['usable_gb']:.1f} GB usable = {d['pages']:,.0f} pages, L={d['levels']:.0f},"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -124,10 +123,9 @@ class ProgressBar(BaseCallback):
         self.desc, self.bar = desc, None
 
     def _on_training_start(self) -> None:
-        from tqdm import tqdm
+        from .progress import bar
 
-        self.bar = tqdm(total=self.locals["total_timesteps"], initial=self.model.num_timesteps, unit="step",
-                        unit_scale=True, desc=self.desc, dynamic_ncols=True)
+        self.bar = bar(self.locals["total_timesteps"], self.desc, initial=self.model.num_timesteps)
 
     def _on_step(self) -> bool:
         self.bar.update(self.training_env.num_envs)
@@ -165,7 +163,7 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
     baseline = heuristic_reference(exp.env, exp.env_params, exp.seed)
     saver = CheckpointEvery(run_dir / "checkpoints", exp.algorithm, exp.checkpoint_every)
     callbacks = [MemgymCallback(f"baseline/{heuristic}/ep_rew_mean", baseline), saver]
-    if progress and sys.stderr.isatty():
+    if progress:
         callbacks.append(ProgressBar(exp.name))
     if exp.algorithm == "DQN":
         log_interval = 4  # episodes, SB3's default for off-policy algorithms
