@@ -34,11 +34,14 @@ Reward      the step's tokens/s divided by the software-RDMA baseline's tokens/s
             serving policy, local-first spill with HybridServe's balance share, on 1 GB RDMA slabs: policy
             `rdma_slabs`, precomputed per scenario in `base_step_s`), so the episode's mean reward is ≈ the
             throughput ratio over the baseline.
-Observation f32[18] clipped to [-10, 10]: tokens per form and tier / (prompt + gen) (4); last PCIe, GPU and
+Observation f32[21] clipped to [-10, 10], every feature a fraction or a ratio (scale-free across models,
+            memories and links): tokens per form and tier / (prompt + gen) (4); last PCIe, GPU and
             network times / the baseline's step time (3); free host and free remote fractions (2); step /
             max_steps; block / max_batch; tenant level / 4; (mode + 1) / 7 (0 before the first step); the
             coming step's PCIe and GPU times at share 0 and 1, all local (4); its network time with every
-            entry remote at share 0 (1), all / the baseline's step time.
+            entry remote at share 0 (1), all / the baseline's step time; TDMem's heuristic plan for this
+            scenario as a hint a policy may follow or override (share bin / (bins − 1), mode / 6, block bin /
+            (batch_bins − 1)) (3).
 Metrics     iteration_time_s, step_time_s, tokens_per_s, baseline_tokens_per_s, pcie_time_s, gpu_time_s,
             net_time_s, net_bytes, host_used_frac, remote_used_frac, activation_share, remote_share, mode,
             security_level, batch, projected.
@@ -84,6 +87,7 @@ class SecureDisaggParams:
     base_batch: jax.Array  # the software-RDMA baseline's block
     base_step_s: jax.Array  # f[max_steps]: the baseline's step times
     oracle_plan: jax.Array  # i32[3]: (share bin, mode, block bin) of the best static plan
+    heuristic_plan: jax.Array  # i32[3]: the same for TDMem's heuristic (`cheapest_secure_mode` and `plan`)
     bins: int = 11
     remote_bins: int = 11
     batch_bins: int = 8
@@ -346,8 +350,8 @@ class SecureDisagg(JaxEnv):
         params = SecureDisaggParams(
             model=m, rates=rates, remote=remote, wg=f(0.0), gbs=f(gbs), prompt_len=f(prompt_len), gen_len=f(gen_len),
             tenant=f(tenant), max_batch=f(1.0), base_batch=f(1.0), base_step_s=jnp.ones(max_steps, jnp.float32),
-            oracle_plan=jnp.zeros(3, jnp.int32), bins=bins, remote_bins=remote_bins, batch_bins=batch_bins,
-            max_steps=max_steps)
+            oracle_plan=jnp.zeros(3, jnp.int32), heuristic_plan=jnp.zeros(3, jnp.int32), bins=bins,
+            remote_bins=remote_bins, batch_bins=batch_bins, max_steps=max_steps)
         params = _derive_jit(params)
         end = float(params.prompt_len + params.gen_len)
         gpu_over = float(gpu_used(params, params.gbs, end, 0.0)) > float(offload.capacities(rates)[0]) * (1 + 1e-6)
@@ -367,7 +371,7 @@ class SecureDisagg(JaxEnv):
     def feature_names(self, params):
         return ("kv_local", "act_local", "kv_remote", "act_remote", "last_pcie", "last_gpu", "last_net",
                 "host_free", "remote_free", "step_frac", "batch_frac", "tenant", "mode", "pcie_at_kv", "gpu_at_kv",
-                "pcie_at_act", "gpu_at_act", "net_all_remote")
+                "pcie_at_act", "gpu_at_act", "net_all_remote", "hint_share", "hint_mode", "hint_block")
 
     # -- dynamics -------------------------------------------------------------------------------------------
     def reset_env(self, key, params):
@@ -452,7 +456,8 @@ class SecureDisagg(JaxEnv):
             jnp.stack([state.last_pcie_s, state.last_gpu_s, state.last_net_s]) / base,
             jnp.stack([1.0 - host, 1.0 - rem, state.step / params.max_steps, state.batch / params.max_batch,
                        params.tenant / 4.0, (state.mode + 1.0) / N_MODES,
-                       pc[0] / base, gp[0] / base, pc[1] / base, gp[1] / base, nt[2] / base])])
+                       pc[0] / base, gp[0] / base, pc[1] / base, gp[1] / base, nt[2] / base]),
+            params.heuristic_plan / jnp.asarray([params.bins - 1.0, N_MODES - 1.0, max(params.batch_bins - 1, 1.0)])])
         return Observation(features=clip_features(feats), action_mask=self.action_mask(state, params))
 
 
@@ -544,7 +549,17 @@ def derive(params: SecureDisaggParams) -> SecureDisaggParams:
     flat = jnp.argmax(grid.reshape(-1))
     nm, nb = N_MODES, params.batch_bins
     best = jnp.stack([flat // (nm * nb), (flat // nb) % nm, flat % nb]).astype(jnp.int32)
-    return dataclasses.replace(params, oracle_plan=best)
+    mode = cheapest_secure_mode(params)
+    hs, hb = plan(params, mode)
+    return dataclasses.replace(params, oracle_plan=best, heuristic_plan=jnp.stack([hs, mode, hb]).astype(jnp.int32))
+
+
+_SECURE_FROM = np.asarray([disagg.SECURE, disagg.SECURE, disagg.REMAP, disagg.DUMMY, disagg.ORAM], np.int32)
+
+
+def cheapest_secure_mode(params):
+    """The first of TDMem's secure modes whose level meets the tenant's requirement."""
+    return jnp.asarray(_SECURE_FROM)[jnp.clip(jnp.round(params.tenant), 0, 4).astype(jnp.int32)]
 
 
 _derive_jit = jax.jit(derive)

@@ -18,18 +18,12 @@ remote-share bin, mode, block bin; mode and block matter at the first step only)
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 
 from memgym.envs import secure_disagg as sd
 from memgym.envs.core import masked_random
 from memgym.sim import disagg
 
-_SECURE_FROM = np.asarray([disagg.SECURE, disagg.SECURE, disagg.REMAP, disagg.DUMMY, disagg.ORAM], np.int32)
-
-
-def cheapest_secure_mode(params):
-    """The first of TDMem's secure modes whose level meets the tenant's requirement."""
-    return jnp.asarray(_SECURE_FROM)[jnp.clip(jnp.round(params.tenant), 0, 4).astype(jnp.int32)]
+cheapest_secure_mode = sd.cheapest_secure_mode
 
 
 def _planned(mode_of):

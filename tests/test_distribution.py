@@ -163,3 +163,35 @@ def test_benchmark_statistics_use_training_runs_as_the_unit():
     assert g["iqm_ci"][0] <= g["iqm"] <= g["iqm_ci"][1]
     assert benchmark.default_benchmark("memgym/SecureDisagg-v0") == "secure-disagg"
     assert "learned:run" in benchmark.format_benchmark({**s, "benchmark": "x", "split": "test", "seeds": 4})
+
+
+def test_generalist_trains_on_a_distribution_and_benchmark_scores_its_runs(tmp_path):
+    """End to end on tiny settings: ppo_jax over a distribution (2 seeds vmapped), then `memgym benchmark`
+    scores each training seed as one run on held-out scenarios."""
+    import json
+
+    from memgym.train.cli import main
+
+    bench = {"env": "memgym/KernelMapping-v0", "seeds": 2, "seed": 7, "common": {"n_slots": 16, **TINY},
+             "train": {k: v for k, v in DIST.items() if k != "common"} | {"common": TINY},
+             "validation": {"v": {"model": "chinchilla-70b", "batch": 8}},
+             "test": {"unseen-model": {"model": "llama2-70b", "batch": 12},
+                      "hbm-200": {"model": "chinchilla-70b", "batch": 8, "hbm_capacity_gb": 200.0}}}
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(bench))
+    exp = {"name": "g", "env": "KernelMapping-v0", "algorithm": "ppo_jax", "total_timesteps": 512,
+           "distribution": str(tmp_path / "b.yaml"), "num_envs": 8, "n_seeds": 2,
+           "hyperparameters": {"num_steps": 8}, "log_every": 256}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(exp))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "e.yaml"), "--run-dir", str(run), "--no-progress"]) == 0
+    out = tmp_path / "bench"
+    assert main(["benchmark", "KernelMapping-v0", "--benchmark", str(tmp_path / "b.yaml"), "--checkpoints",
+                 str(run), "-o", str(out)]) == 0
+    s = json.loads((out / "benchmark.json").read_text())
+    assert s["split"] == "test" and set(s["per_scenario"]) == {"unseen-model", "hbm-200"}
+    g = s["learned"]["learned:run"]
+    assert g["n_runs"] == 2 and np.isfinite(g["iqm"])
+    table = pd.read_csv(out / "results.csv")
+    assert set(table.policy) >= {"learned:run/seed0", "learned:run/seed1", "h2m2", "oracle"}
+    assert (table.groupby("policy").size() == 4).all()  # 2 scenarios x 2 seeds each
+    assert "2 training runs" in benchmark.headline(s, "a tiny distribution")
