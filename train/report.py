@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import io
 import json
 import logging
@@ -44,6 +43,7 @@ NUMERIC = re.compile(r"^([-+\[–]|\d)")  # table cells right-aligned as numbers
 Table = namedtuple("Table", "header rows row_classes", defaults=(None,))
 Image = namedtuple("Image", "name png alt")
 Subheading = namedtuple("Subheading", "text")
+Lead = namedtuple("Lead", "text")  # the headline sentence, set apart at the top
 
 
 def fmt(x) -> str:
@@ -487,52 +487,35 @@ def section_about(res: dict) -> list:
             f"`{s.get('config') or '–'}`)."]
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;
-line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-.sub{color:#666;margin-top:0}nav a{margin-right:1em}.wide{overflow-x:auto}footer{color:#555;font-size:.9em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th{background:#f0f0f0}td{white-space:nowrap}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th:first-child,td:first-child,.text{text-align:left}
-tbody tr:nth-child(even){background:#fafafa}tr.heuristic td{font-weight:600;background:#fff6d5}
-tr.oracle td{font-style:italic;background:#eef4fb}img{max-width:100%;display:block;margin:.6em 0}
-code{background:#f3f3f3;padding:0 .25em;border-radius:3px}tr.learned td:first-child{box-shadow:inset 3px 0 #1f77b4}tr.flag td{background:#fde2e1;color:#8a1c1c}"""
-# Counts the images that failed to decode into <body data-images data-broken-images> (read by the browser test).
-SCRIPT = """window.addEventListener("load", function () {
-  var imgs = Array.prototype.slice.call(document.images), b = document.body.dataset;
-  b.images = imgs.length;
-  b.brokenImages = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).length; });"""
+TEMPLATE = "report.html.j2"  # under train/templates/, shipped as package data
 
 
-def inline_html(text: str) -> str:
+def inline_html(text: str):
     """Escape text; `backticked` parts become <code>."""
-    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(text.split("`")))
+    from markupsafe import Markup, escape
+
+    return Markup("".join(f"<code>{escape(p)}</code>" if i % 2 else str(escape(p))
+                          for i, p in enumerate(str(text).split("`"))))
 
 
-def block_html(b) -> str:
-    if isinstance(b, str):
-        return f"<p>{inline_html(b)}</p>"
-    if isinstance(b, Subheading):
-        return f"<h3>{html.escape(b.text)}</h3>"
-    if isinstance(b, Image):
-        return f'<img src="data:image/png;base64,{base64.b64encode(b.png).decode()}" alt="{html.escape(b.alt)}">'
-    first = [str(v) for v in b.rows[0]] if b.rows else [""] * len(b.header)  # headers align like their column
-    head = "".join(("<th>" if NUMERIC.match(v) else '<th class="text">')  # long names may break after _ and .
-                   + re.sub(r"([_.])", r"\1<wbr>", html.escape(str(h))) + "</th>" for h, v in zip(b.header, first))
-    cell = lambda v: ("<td>" if NUMERIC.match(v) else '<td class="text">') + f"{html.escape(v)}</td>"  # noqa: E731
-    body = "".join(f'<tr class="{html.escape(c)}">' + "".join(cell(str(v)) for v in row) + "</tr>"
-                   for row, c in zip(b.rows, b.row_classes or [""] * len(b.rows)))
-    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+def html_template():
+    """The page template (Jinja2, autoescaped) with the report's filters and block tests."""
+    from importlib import resources
+
+    import jinja2
+    from markupsafe import Markup, escape
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters.update(inline=inline_html, b64=lambda png: base64.b64encode(png).decode(),
+                       wbr=lambda h: Markup(re.sub(r"([_.])", r"\1<wbr>", str(escape(str(h))))))  # long names break
+    env.tests.update(numeric=lambda v: bool(NUMERIC.match(v)), lead=lambda b: isinstance(b, Lead),
+                     subheading=lambda b: isinstance(b, Subheading), image=lambda b: isinstance(b, Image))
+    return env.from_string((resources.files("memgym.train") / "templates" / TEMPLATE).read_text("utf-8"))
 
 
 def render_html(title: str, subtitle: str, sections: list) -> str:
-    nav = " ".join(f'<a href="#{sid}">{html.escape(SECTIONS[sid])}</a>' for sid, _ in sections)
-    parts = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-             f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             f'<p class="sub">{inline_html(subtitle)}</p><nav>{nav}</nav>']
-    for sid, blocks in sections:
-        inner = f'<h2 id="{sid}">{html.escape(SECTIONS[sid])}</h2>\n' + "\n".join(block_html(b) for b in blocks)
-        parts.append(f"<footer>{inner}</footer>" if sid == "about" else f"<section>{inner}</section>")
-    return "\n".join(parts + [f"<script>{SCRIPT}</script></body></html>\n"])
+    return html_template().render(title=title, subtitle=subtitle, sections=[
+        {"id": sid, "title": SECTIONS[sid], "blocks": blocks} for sid, blocks in sections])
 
 
 def md_text(text: str) -> str:
@@ -551,6 +534,8 @@ def render_markdown(title: str, subtitle: str, sections: list, files_dir: str) -
                 lines += [md_text(b), ""]
             elif isinstance(b, Subheading):
                 lines += [f"### {md_text(b.text)}", ""]
+            elif isinstance(b, Lead):
+                lines += [f"> **{md_text(b.text)}**", ""]
             elif isinstance(b, Image):
                 files[name := f"{sid}-{b.name}.png"] = b.png
                 lines += [f"![{md_text(b.alt)}]({urllib.parse.quote(f'{files_dir}/{name}')})", ""]
