@@ -1,6 +1,7 @@
 """A tiny fake `memgym evaluate` results folder for the report tests: results.csv, summary.json,
 decisions.json, breakdown.json, optionally reproduce.json, a `memgym benchmark` benchmark.json and one training
-run (config.yaml and real TensorBoard event files). No JAX and no simulator: the numbers are made up but consistent (scores are ratios to the heuristic)."""
+run (config.yaml and real TensorBoard event files). No JAX and no simulator: the numbers are made up but
+consistent (scores are ratios to the heuristic)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from matplotlib import image as mpimg
 from memgym.train import files, report
 from report_fixture import BENCH_RUNS, RUN_CONFIG, TRAIN_STEPS, build_results
 
-SECTION_IDS = ["headline", "benchmark", "scores", "per-scenario", "learning", "decisions", "breakdown", "reproduction", "about"]
+SECTION_IDS = ["headline", "benchmark", "scores", "per-scenario", "learning", "decisions", "breakdown", "reproduction",
+               "about"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -369,7 +370,10 @@ HEADLINE = re.compile(r"IQM ([\d.]+) of h2m2 \(95% CI \[([\d.]+), ([\d.]+)\], (a
 def parse_headline(sentence: str) -> dict:
     m = HEADLINE.search(sentence)
     assert m, sentence
-    items = lambda text: {} if text == "none" else {k: float(v) for k, v in (i.split() for i in text.split(", "))}  # noqa
+
+    def items(text):
+        return {} if text == "none" else {k: float(v) for k, v in (i.split() for i in text.split(", "))}
+
     return {"iqm": float(m[1]), "ci": (float(m[2]), float(m[3])), "verdict": m[4], "wins": items(m[5]),
             "losses": items(m[6])}
 

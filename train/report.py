@@ -1,10 +1,14 @@
 """`memgym report RESULTS_DIR -o report.html`: one self-contained HTML page (plus a Markdown twin) from the
 folder that `memgym evaluate` writes, readable without TensorBoard.
 
-The page embeds every plot as a base64 PNG, carries its CSS inline and loads nothing from outside; the
-Markdown twin (`report.md`) saves its plots as PNG files in `report_files/`. Both are rendered from one list of
-sections, each a list of blocks (a paragraph string, Table, Image or Subheading), and written atomically.
-Plots use matplotlib's object-oriented API on the Agg canvas (no pyplot, no global state).
+The page opens with a headline sentence (what the learned policy was trained on, its IQM against the heuristic
+with the CI, the scenarios it wins and loses), then a Benchmark section when `memgym benchmark` wrote
+benchmark.json. It embeds every plot as a base64 PNG, carries its CSS inline and loads nothing from outside;
+the Markdown twin (`report.md`) saves its plots as PNG files in `report_files/`. Both are rendered from one
+list of sections, each a list of blocks (a paragraph string, Lead, Table, Image or Subheading): the page by
+the Jinja2 template `templates/report.html.j2`, the twin by `render_markdown`; both written atomically.
+Plots use matplotlib's object-oriented API on the Agg canvas (no pyplot, no global state); the plot functions
+return the Figure (the tests read its axes) and `to_png` renders it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
-SECTIONS = {"headline": "Headline", "benchmark": "Benchmark", "scores": "Normalised scores", "per-scenario": "Per scenario",
+SECTIONS = {"headline": "Headline", "benchmark": "Benchmark", "scores": "Normalised scores",
+            "per-scenario": "Per scenario",
             "learning": "Learning curves", "decisions": "Decisions over one episode",
             "breakdown": "Time breakdown", "reproduction": "Paper reproduction", "about": "About this report"}
 KEY_METRICS = ("iteration_time_s", "speedup", "tokens_per_s", "migration_bytes", "hbm_used_frac", "energy_j")
@@ -198,7 +203,8 @@ def plot_performance_profile(profile: dict, summary: dict, colors: dict):
             ax.plot(profile["taus"], profile["curves"][p], color=colors.get(p), lw=2, label=p)
     ax.axvline(1.0, color="#666", ls="--", lw=1)
     ax.set(xlabel=f"normalised score τ (1 = {summary.get('heuristic', 'heuristic')})",
-           ylabel="fraction of runs with score > τ", ylim=(-0.02, 1.02), xlim=(profile["taus"][0], profile["taus"][-1]))
+           ylabel="fraction of runs with score > τ", ylim=(-0.02, 1.02),
+           xlim=(profile["taus"][0], profile["taus"][-1]))
     ax.grid(alpha=0.3)
     outside_legend(ax)
     return fig
