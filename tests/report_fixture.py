@@ -1,6 +1,7 @@
 """A tiny fake `memgym evaluate` results folder for the report tests: results.csv, summary.json,
-decisions.json, breakdown.json, optionally reproduce.json and one training run with real TensorBoard event
-files. No JAX and no simulator: the numbers are made up but consistent (scores are ratios to the heuristic)."""
+decisions.json, breakdown.json, optionally reproduce.json, a `memgym benchmark` benchmark.json and one training
+run (config.yaml and real TensorBoard event files). No JAX and no simulator: the numbers are made up but
+consistent (scores are ratios to the heuristic)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ LEVELS = {"h2m2": 1.0, "oracle": 1.15, "random": 0.62, "a_major": 0.93}  # mean 
 KINDS = {"h2m2": "heuristic", "oracle": "oracle", "random": "random", "a_major": "baseline"}
 ACTIONS = ("hbm_share_attention", "hbm_share_qkv", "hbm_share_fc")
 TRAIN_STEPS = (256, 512, 768, 1024, 1280)
+RUN_CONFIG = {"name": "ppo-tiny", "env": "memgym/KernelMapping-v0", "env_params": {"model": "gpt3-175b", "batch": 32},
+              "algorithm": "ppo_jax", "n_seeds": 3}
+BENCH_RUNS = {"short": [1.05, 1.06, 1.07], "long": [0.95, 0.97, 0.99]}  # three training runs' mean scores
 ENV_TAGS = ("env/iteration_time_s", "env/speedup", "env/hbm_share_attention")
 
 
@@ -53,7 +57,7 @@ def write_event_file(logdir, scalars: dict) -> bool:
 
 
 def build_results(root, *, seeds: int = 10, learned: str = "ppo", with_runs: bool = True,
-                  with_reproduce: bool = True) -> pathlib.Path:
+                  with_reproduce: bool = True, with_benchmark: bool = True) -> pathlib.Path:
     """Write a fake results folder under `root/results` (and a run under `root/runs`); return its path."""
     root = pathlib.Path(root)
     out = root / "results"
@@ -109,6 +113,7 @@ def build_results(root, *, seeds: int = 10, learned: str = "ppo", with_runs: boo
                 **{tag: [(s, j + 0.1 * k) for k, s in enumerate(TRAIN_STEPS)] for j, tag in enumerate(ENV_TAGS)}})
         if ok:
             runs.append(str(run))
+            (run / "config.yaml").write_text(json.dumps(RUN_CONFIG))  # JSON is YAML
     summary = {"env": "KernelMapping-v0", "heuristic": "h2m2", "oracle": "oracle", "seeds": seeds,
                "scenarios": SCENARIOS, "policies": policies,
                "performance_profile": {"taus": taus.tolist(), "curves": curves}, "runs": runs,
@@ -124,9 +129,9 @@ def build_results(root, *, seeds: int = 10, learned: str = "ppo", with_runs: boo
                         "speedup": [1.4 * levels[p]] * 16, "reward": [levels[p]] * 16}}
         for k, p in enumerate(("h2m2", "oracle", learned))}}
     (out / "decisions.json").write_text(json.dumps(decisions))
-    breakdown = {"scenario": "short", "policies": {
+    breakdown = {"scenario": "short", "policies": {  # migration: far too small to see at the bars' scale
         p: {"parts": {"attention_hbm": 0.01 / levels[p], "attention_lpddr": 0.02, "qkv_hbm": 0.008,
-                      "fc_lpddr": 0.012, "migration": 0.001}} for p in ("h2m2", "oracle", learned)}}
+                      "fc_lpddr": 0.012, "migration": 2e-5}} for p in ("h2m2", "oracle", learned)}}
     (out / "breakdown.json").write_text(json.dumps(breakdown))
     if with_reproduce:
         reproduce = {
@@ -138,4 +143,29 @@ def build_results(root, *, seeds: int = 10, learned: str = "ppo", with_runs: boo
         reproduce["h2m2"]["dynamic"] = {"speedup_h2m2": 1.45, "speedup_flexgen_static": 1.22,
                                         "paper": {"h2m2": 1.48, "flexgen_static": 1.25}}
         (out / "reproduce.json").write_text(json.dumps(reproduce, indent=1))
+    if with_benchmark:
+        (out / "benchmark.json").write_text(json.dumps(benchmark_summary(f"learned:{learned}-tiny"), indent=1))
     return out
+
+
+def benchmark_summary(group: str) -> dict:
+    """A benchmark.json as `memgym benchmark` writes it: one learned group of three training runs that wins on
+    'short' and loses on 'long'; the statistics are consistent with `BENCH_RUNS` (the CI is made up)."""
+    oracle = {"short": 1.15, "long": 1.10}
+    per = {}
+    for scen, runs in BENCH_RUNS.items():
+        mean, headroom = float(np.mean(runs)), oracle[scen] - 1.0
+        per[scen] = {"heuristic": 1.0, "oracle": oracle[scen], "headroom": headroom, "best_baseline": "a_major",
+                     "best_baseline_score": 0.93, "random": 0.62,
+                     "learned": {group: {"mean": mean, "min_run": min(runs), "max_run": max(runs), "runs": runs,
+                                         "gap_closed": (mean - 1.0) / headroom}}}
+    scores = np.array(list(BENCH_RUNS.values())).T  # [runs, scenarios]
+    means = scores.mean(axis=0)
+    agg = {"iqm": iqm(scores), "iqm_ci": [0.97, 1.05], "mean": float(scores.mean()), "mean_ci": [0.98, 1.04],
+           "optimality_gap": float(np.maximum(1 - scores, 0).mean()), "prob_improvement": 0.5,
+           "prob_improvement_ci": [0.2, 0.8]}
+    learned = {group: {**agg, "n_runs": 3, "gap_closed": float((means - 1).sum() / sum(v - 1 for v in oracle.values())),
+                       "worst_scenario": "long", "worst_scenario_mean": float(means.min())}}
+    return {"env": "KernelMapping-v0", "heuristic": "h2m2", "per_scenario": per, "learned": learned,
+            "policies": {group: agg}, "greedy": True, "benchmark": "kernel-mapping", "split": "test", "seeds": 10,
+            "source": "configs/benchmarks/kernel-mapping.yaml", "scenarios": SCENARIOS}

@@ -1,6 +1,7 @@
 """`memgym report`: one self-contained HTML page and a Markdown twin from a (fake) results folder; every
-section present, images embedded and decodable, numbers matching summary.json, atomic writes, escaping,
-and a headless-Chromium render (skipped where Chromium is not installed)."""
+section present, images embedded and decodable, numbers matching summary.json and benchmark.json, a headline
+sentence that agrees with them, labelled plots with visible CIs and legends outside the data, atomic writes,
+escaping, and a headless-Chromium render (skipped where Chromium is not installed)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import pytest
 from matplotlib import image as mpimg
 
 from memgym.train import files, report
-from report_fixture import TRAIN_STEPS, build_results
+from report_fixture import BENCH_RUNS, RUN_CONFIG, TRAIN_STEPS, build_results
 
-SECTION_IDS = ["headline", "scores", "per-scenario", "learning", "decisions", "breakdown", "reproduction", "about"]
+SECTION_IDS = ["headline", "benchmark", "scores", "per-scenario", "learning", "decisions", "breakdown", "reproduction",
+               "about"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,6 +38,7 @@ class Page(HTMLParser):
         super().__init__()
         self.ids, self.titles, self.sections, self.urls, self.tags = [], [], {}, [], []
         self._sid, self._in_h2, self._in_head, self._row, self._cell = None, False, False, None, None
+        self._in_lead = False
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
@@ -46,7 +49,10 @@ class Page(HTMLParser):
             self._sid, self._in_h2 = a.get("id"), True
             self.ids.append(self._sid)
             self.titles.append("")
-            self.sections[self._sid] = {"text": "", "imgs": [], "tables": []}
+            self.sections[self._sid] = {"text": "", "imgs": [], "tables": [], "leads": []}
+        elif tag == "p" and a.get("class") == "lead":
+            self.sections[self._sid]["leads"].append("")
+            self._in_lead = True
         elif tag == "img":
             self.sections[self._sid]["imgs"].append(a["src"])
         elif tag == "table":
@@ -61,6 +67,8 @@ class Page(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "h2":
             self._in_h2 = False
+        elif tag == "p":
+            self._in_lead = False
         elif tag == "thead":
             self._in_head = False
         elif tag in ("td", "th"):
@@ -78,6 +86,8 @@ class Page(HTMLParser):
             self.titles[-1] += data
         if self._cell is not None:
             self._cell += data
+        if self._in_lead:
+            self.sections[self._sid]["leads"][-1] += data
         if self._sid:
             self.sections[self._sid]["text"] += data
 
@@ -132,7 +142,8 @@ def test_images_are_embedded_pngs_and_nothing_is_external(built):
 def test_tables_are_real_tables(built):
     _, _, _, page = built
     tables = [t for s in page.sections.values() for t in s["tables"]]
-    assert len(tables) == 7  # headline, per-scenario scores and metrics, breakdown, h2m2 (comparison, config), hybridserve
+    assert len(tables) == 9  # headline, benchmark (per scenario, overall), per-scenario scores and metrics, breakdown,
+    # h2m2 (comparison, config), hybridserve
     for t in tables:
         assert t["head"] and t["rows"]
         assert all(len(cells) == len(t["head"]) for _, cells in t["rows"])
@@ -212,12 +223,12 @@ def test_written_atomically(built, tmp_path, monkeypatch):
 
 
 def test_missing_optional_files_still_give_every_section(tmp_path):
-    results = build_results(tmp_path, with_runs=False, with_reproduce=False)
+    results = build_results(tmp_path, with_runs=False, with_reproduce=False, with_benchmark=False)
     (results / "decisions.json").unlink()
     (results / "breakdown.json").unlink()
     _, md_path = report.write_report(results)  # default: RESULTS_DIR/report.html
     page = Page((results / "report.html").read_text())
-    assert page.ids == SECTION_IDS
+    assert page.ids == [sid for sid in SECTION_IDS if sid != "benchmark"]  # no benchmark.json: no section
     assert "memgym reproduce h2m2" in page.sections["reproduction"]["text"]
     assert "No training runs" in page.sections["learning"]["text"]
     for sid in ("learning", "decisions", "breakdown", "reproduction"):
@@ -348,3 +359,198 @@ def test_tdmem_reproduction_is_three_small_tables():
     assert per_mode.rows[1][1:] == [report.fmt(61.3), report.fmt(177.0), report.fmt(0.497), report.fmt(0.023)]
     assert ["Path ORAM blocks per access, 4GiB", report.fmt(152.0), report.fmt(152)] in head.rows
     assert head.rows[0][1] == report.fmt(1.07) and sweep.rows == [["16", "48.0", "64.0", "1.08", "1.00"]]
+
+
+# --- the headline sentence ----------------------------------------------------------------------------------------
+
+HEADLINE = re.compile(r"IQM ([\d.]+) of h2m2 \(95% CI \[([\d.]+), ([\d.]+)\], (above|below|not distinguishable from) "
+                      r"h2m2\); wins on (.+?); loses on (.+?)(?:; ties on .+?)?(?: \(mean score per scenario\))?\.$")
+
+
+def parse_headline(sentence: str) -> dict:
+    m = HEADLINE.search(sentence)
+    assert m, sentence
+
+    def items(text):
+        return {} if text == "none" else {k: float(v) for k, v in (i.split() for i in text.split(", "))}
+
+    return {"iqm": float(m[1]), "ci": (float(m[2]), float(m[3])), "verdict": m[4], "wins": items(m[5]),
+            "losses": items(m[6])}
+
+
+def check_headline(sentence: str, iqm: float, ci, per_scenario: dict) -> dict:
+    """The sentence's IQM, CI, verdict and per-scenario wins and losses agree with the numbers given."""
+    h = parse_headline(sentence)
+    close = lambda a, b: math.isclose(a, b, rel_tol=5.1e-3)  # noqa: E731 (3 significant digits)
+    assert close(h["iqm"], iqm) and close(h["ci"][0], ci[0]) and close(h["ci"][1], ci[1])
+    assert h["verdict"] == ("above" if ci[0] > 1 else "below" if ci[1] < 1 else "not distinguishable from")
+    assert set(h["wins"]) == {s for s, v in per_scenario.items() if v > 1.005}
+    assert set(h["losses"]) == {s for s, v in per_scenario.items() if v < 0.995}
+    for s, v in {**h["wins"], **h["losses"]}.items():
+        assert close(v, per_scenario[s]), (s, v, per_scenario[s])
+    return h
+
+
+def test_headline_sentence_from_benchmark_json(built):
+    results, _, _, page = built
+    bench = json.loads((results / "benchmark.json").read_text())
+    (group, overall), = bench["learned"].items()
+    (lead,) = page.sections["headline"]["leads"]
+    assert lead.startswith(f"{group} (3 training runs, greedy), trained on ")
+    if json.loads((results / "summary.json").read_text())["runs"]:  # the run's config.yaml is reachable
+        params = ", ".join(f"{k}={v}" for k, v in RUN_CONFIG["env_params"].items())
+        assert f"trained on one scenario ({params})" in lead
+    per = {s: float(np.mean(v)) for s, v in BENCH_RUNS.items()}
+    h = check_headline(lead, overall["iqm"], overall["iqm_ci"], per)
+    assert h["wins"] == {"short": 1.06} and h["losses"] == {"long": 0.97}  # the fixture wins one, loses one
+    text = page.sections["headline"]["text"]
+    assert "better than" not in text and "worse than" not in text  # the old one-line verdict is gone
+    assert page.sections["headline"]["text"].index(lead) < text.index("IQM score")  # above the table
+
+
+def test_headline_sentence_derived_from_summary(tmp_path):
+    """Without benchmark.json: one sentence per learned policy, best first, its figures those of summary.json
+    and of the per-scenario table on the same page."""
+    import pandas as pd
+
+    results = build_results(tmp_path, with_runs=False, with_benchmark=False)
+    table = pd.read_csv(results / "results.csv")
+    table.loc[(table.policy == "ppo") & (table.scenario == "long"), "score_vs_heuristic"] *= 0.8  # a loss
+    second = table[table.policy == "ppo"].assign(policy="ppo-b", score_vs_heuristic=1.0)  # ties everywhere
+    pd.concat([table, second]).to_csv(results / "results.csv", index=False)
+    summary = json.loads((results / "summary.json").read_text())
+    summary["policies"]["ppo-b"] = {**summary["policies"]["ppo"], "iqm": 0.99, "iqm_ci": [0.98, 0.999]}
+    (results / "summary.json").write_text(json.dumps(summary))
+    report.write_report(results)
+    page = Page((results / "report.html").read_text())
+    first, second_lead = page.sections["headline"]["leads"]
+    assert first.startswith("Best of 2 learned policies, ppo, trained on its training scenario:")
+    shown = {cells[0]: dict(zip(page.sections["per-scenario"]["tables"][0]["head"], cells))
+             for _, cells in page.sections["per-scenario"]["tables"][0]["rows"]}
+    per = {s: number(shown["ppo"][s]) for s in ("short", "long")}
+    s = summary["policies"]["ppo"]
+    h = check_headline(first, s["iqm"], s["iqm_ci"], per)
+    assert set(h["losses"]) == {"long"}
+    h = check_headline(second_lead, 0.99, [0.98, 0.999], {"short": 1.0, "long": 1.0})
+    assert h["verdict"] == "below" and "ties on short, long" in second_lead
+
+
+def test_stored_headline_is_shown_as_written(tmp_path):
+    """The demo stores `benchmark.headline(...)` in summary.json; the report shows it, not a sentence of its own."""
+    from memgym.train import benchmark
+
+    results = build_results(tmp_path, with_runs=False)
+    bench = json.loads((results / "benchmark.json").read_text())
+    sentence = benchmark.headline(bench, "512 scenarios drawn over model in {a, b}")
+    summary = json.loads((results / "summary.json").read_text())
+    (results / "summary.json").write_text(json.dumps({**summary, "headline": sentence}))
+    _, md_path = report.write_report(results)
+    page = Page((results / "report.html").read_text())
+    assert page.sections["headline"]["leads"] == [sentence]
+    assert f"> **{sentence}**" in md_path.read_text()
+    assert "unit: training run × scenario" in page.sections["headline"]["text"]
+
+
+def test_benchmark_section_matches_benchmark_json(built):
+    results, _, _, page = built
+    bench = json.loads((results / "benchmark.json").read_text())
+    (group, overall), = bench["learned"].items()
+    per_scen, agg = page.sections["benchmark"]["tables"]
+    assert per_scen["head"] == ["Scenario", "oracle", "headroom", "best baseline", f"{group} mean",
+                                "[min, max] over runs", "gap closed"]
+    assert [cells[0] for _, cells in per_scen["rows"]] == list(bench["per_scenario"])
+    for _, cells in per_scen["rows"]:
+        r = bench["per_scenario"][cells[0]]
+        x = r["learned"][group]
+        assert cells[1:5] == [report.fmt(r["oracle"]), report.fmt(r["headroom"]),
+                              f"a_major {report.fmt(r['best_baseline_score'])}", report.fmt(x["mean"])]
+        assert cells[5] == report.fmt([x["min_run"], x["max_run"]]) and cells[6] == f"{x['gap_closed']:+.0%}"
+    assert per_scen["rows"][1][1][6] == "-30%"  # long: 0.97 against a headroom of 0.10
+    ((cls, cells),) = agg["rows"]
+    assert cls == "learned" and cells[:4] == [group, "3", report.fmt(overall["iqm"]), report.fmt(overall["iqm_ci"])]
+    text = page.sections["benchmark"]["text"]
+    assert "greedily" in text and "training run × scenario" in text and "test split" in text
+
+
+# --- the plots ----------------------------------------------------------------------------------------------------
+
+def overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def legends_outside(fig) -> list:
+    """Every legend of the figure, each checked to lie clear of every visible axes' data area."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    for legend in legends:
+        box = legend.get_window_extent()
+        for ax in fig.axes:
+            if ax.get_visible():
+                assert not overlaps(box, ax.get_window_extent()), (legend, ax.get_title())
+    return legends
+
+
+@pytest.fixture(scope="module")
+def res(built):
+    results = built[0]
+    out = report.load_results(results)
+    out["colors"] = report.policy_colors(out)
+    return out
+
+
+def test_score_plot_has_labelled_axes_and_visible_cis(res):
+    summary = res["summary"]
+    fig = report.plot_scores(summary, res["colors"])
+    assert [ax.get_xlabel() for ax in fig.axes] == ["IQM score (1 = h2m2)", "IQM score (1 = oracle)"]
+    assert fig.axes[0].get_ylabel() == "policy"
+    ax = fig.axes[0]
+    n = len(summary["policies"])
+    bands = [c for c in ax.collections if max(c.get_linewidths()) >= 5]  # the thick CI bands
+    segments = [tuple(np.round(seg[:, 0], 9)) for c in bands for seg in c.get_segments()]
+    for p, s in summary["policies"].items():
+        assert tuple(np.round(s["iqm_ci"], 9)) in segments, p
+    caps = [line for line in ax.lines if line.get_marker() == "|"]
+    assert len(caps) == 2 * n and all(line.get_markersize() >= 6 for line in caps)  # even a zero-width CI shows
+
+
+def test_performance_profile_spans_every_score(res):
+    scores = res["table"].score_vs_heuristic
+    prof = report.score_profile(res)
+    assert prof["taus"][0] < scores.min() and prof["taus"][-1] > scores.max()
+    for p, curve in prof["curves"].items():
+        assert curve[0] == 1.0 and curve[-1] == 0.0, p  # every curve falls all the way
+    fig = report.plot_performance_profile(prof, res["summary"], res["colors"])
+    (ax,) = fig.axes
+    assert ax.get_xlabel().startswith("normalised score τ") and ax.get_ylabel().startswith("fraction of runs")
+    lo, hi = ax.get_xlim()
+    assert lo <= scores.min() and hi >= scores.max()
+    assert legends_outside(fig)
+
+
+def test_legends_sit_outside_the_data(res):
+    dec = res["decisions"]["policies"]
+    lines = [(p, res["colors"].get(p), {k: (d["step"], y) for k, y in d["actions"].items()}) for p, d in dec.items()]
+    keys = list(next(iter(dec.values()))["actions"])
+    many = report.plot_panels(lines, keys, "step", steps=True)
+    assert len(legends_outside(many)) == 1 and all(ax.get_legend() is None for ax in many.axes)
+    assert all(ax.get_xlabel() == "step" for ax in many.axes if ax.get_visible())
+    one = report.plot_panels(lines, keys[:1], "step", steps=True)
+    assert legends_outside(one) and one.axes[0].get_ylabel() == keys[0]
+
+
+def test_a_tiny_breakdown_part_stays_visible(res):
+    parts_by_policy = {p: d["parts"] for p, d in res["breakdown"]["policies"].items()}
+    parts = list(next(iter(parts_by_policy.values())))
+    fig = report.plot_breakdown(parts_by_policy, parts)
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "seconds per iteration" and ax.get_ylabel() == "policy"
+    longest = max(sum(d.values()) for d in parts_by_policy.values())
+    (migration,) = [c for c in ax.containers if c.get_label() == "migration"]
+    for bar in migration:
+        assert bar.get_width() >= report.MIN_VISIBLE * longest * 0.999 and bar.get_hatch()
+    assert all(not bar.get_hatch() for c in ax.containers if c.get_label() != "migration" for bar in c)
+    notes = [t.get_text() for t in ax.texts]
+    assert len(notes) == len(parts_by_policy) and all("migration 2.00e-05 s" in t for t in notes)
+    assert legends_outside(fig)

@@ -1,17 +1,20 @@
 """`memgym report RESULTS_DIR -o report.html`: one self-contained HTML page (plus a Markdown twin) from the
 folder that `memgym evaluate` writes, readable without TensorBoard.
 
-The page embeds every plot as a base64 PNG, carries its CSS inline and loads nothing from outside; the
-Markdown twin (`report.md`) saves its plots as PNG files in `report_files/`. Both are rendered from one list of
-sections, each a list of blocks (a paragraph string, Table, Image or Subheading), and written atomically.
-Plots use matplotlib's object-oriented API on the Agg canvas (no pyplot, no global state).
+The page opens with a headline sentence (what the learned policy was trained on, its IQM against the heuristic
+with the CI, the scenarios it wins and loses), then a Benchmark section when `memgym benchmark` wrote
+benchmark.json. It embeds every plot as a base64 PNG, carries its CSS inline and loads nothing from outside;
+the Markdown twin (`report.md`) saves its plots as PNG files in `report_files/`. Both are rendered from one
+list of sections, each a list of blocks (a paragraph string, Lead, Table, Image or Subheading): the page by
+the Jinja2 template `templates/report.html.j2`, the twin by `render_markdown`; both written atomically.
+Plots use matplotlib's object-oriented API on the Agg canvas (no pyplot, no global state); the plot functions
+return the Figure (the tests read its axes) and `to_png` renders it.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import io
 import json
 import logging
@@ -28,7 +31,8 @@ from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
-SECTIONS = {"headline": "Headline", "scores": "Normalised scores", "per-scenario": "Per scenario",
+SECTIONS = {"headline": "Headline", "benchmark": "Benchmark", "scores": "Normalised scores",
+            "per-scenario": "Per scenario",
             "learning": "Learning curves", "decisions": "Decisions over one episode",
             "breakdown": "Time breakdown", "reproduction": "Paper reproduction", "about": "About this report"}
 KEY_METRICS = ("iteration_time_s", "speedup", "tokens_per_s", "migration_bytes", "hbm_used_frac", "energy_j")
@@ -44,6 +48,7 @@ NUMERIC = re.compile(r"^([-+\[–]|\d)")  # table cells right-aligned as numbers
 Table = namedtuple("Table", "header rows row_classes", defaults=(None,))
 Image = namedtuple("Image", "name png alt")
 Subheading = namedtuple("Subheading", "text")
+Lead = namedtuple("Lead", "text")  # the headline sentence, set apart at the top
 
 
 def fmt(x) -> str:
@@ -71,7 +76,8 @@ def read_json(path: pathlib.Path):
 
 
 def load_results(results_dir) -> dict:
-    """summary.json (required), results.csv, decisions.json, breakdown.json, reproduce.json (optional)."""
+    """summary.json (required), results.csv, decisions.json, breakdown.json, reproduce.json, benchmark.json
+    (optional)."""
     d = pathlib.Path(results_dir)
     summary = read_json(d / "summary.json")
     if summary is None:
@@ -80,7 +86,7 @@ def load_results(results_dir) -> dict:
     table = (pd.read_csv(d / "results.csv") if (d / "results.csv").is_file()
              else pd.DataFrame(columns=["policy", "kind", "scenario", "score_vs_heuristic"]))
     return {"dir": d, "summary": summary, "table": table,
-            **{k: read_json(d / f"{k}.json") for k in ("decisions", "breakdown", "reproduce")}}
+            **{k: read_json(d / f"{k}.json") for k in ("decisions", "breakdown", "reproduce", "benchmark")}}
 
 
 def ordered_policies(summary: dict) -> list:
@@ -144,52 +150,76 @@ def outside_legend(ax) -> None:
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
-def plot_scores(summary: dict, colors: dict) -> bytes:
-    """IQM with its 95% CI per policy, normalised to the heuristic (left) and to the oracle (right)."""
+def plot_scores(summary: dict, colors: dict):
+    """IQM with its 95% CI per policy, normalised to the heuristic (left) and to the oracle (right). The CI is
+    a thick translucent bar with caps and the IQM a dot, so a CI of (near) zero width still shows its caps."""
     pols, stats = ordered_policies(summary)[::-1], summary["policies"]
-    panels = [("iqm", "iqm_ci", f"IQM score vs {summary.get('heuristic', 'heuristic')} (= 1)")]
+    heur, oracle = summary.get("heuristic", "heuristic"), summary.get("oracle", "oracle")
+    panels = [("iqm", "iqm_ci", f"IQM score (1 = {heur})")]
     if any("iqm_vs_oracle" in stats[p] for p in pols):
-        panels.append(("iqm_vs_oracle", "iqm_vs_oracle_ci", f"IQM score vs {summary.get('oracle', 'oracle')} (= 1)"))
-    fig, axes = new_figure(1, len(panels), (9, 0.42 * len(pols) + 1.3))
-    for i, (ax, (key, ci_key, title)) in enumerate(zip(axes[0], panels)):
+        panels.append(("iqm_vs_oracle", "iqm_vs_oracle_ci", f"IQM score (1 = {oracle})"))
+    fig, axes = new_figure(1, len(panels), (9, 0.42 * len(pols) + 1.6))
+    for i, (ax, (key, ci_key, xlabel)) in enumerate(zip(axes[0], panels)):
         for y, p in enumerate(pols):
             v = stats[p].get(key, math.nan)
             lo, hi = stats[p].get(ci_key) or (v, v)
+            ax.hlines(y, lo, hi, color=colors.get(p), lw=7, alpha=0.35)  # the 95% CI as a band
             ax.errorbar([v], [y], xerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="o", color=colors.get(p),
-                        capsize=4, lw=2)
+                        ms=6, capsize=6, capthick=2, elinewidth=1.5, zorder=3)
         ax.axvline(1.0, color="#666", ls="--", lw=1)
         ax.set_yticks(range(len(pols)), [p + MARKS.get(stats[p].get("kind"), "") for p in pols])
+        ax.set_ylim(-0.6, len(pols) - 0.4)
         ax.tick_params(labelleft=i == 0)
-        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("policy" if i == 0 else "")
         ax.grid(axis="x", alpha=0.3)
-    return to_png(fig)
+    return fig
 
 
-def plot_performance_profile(summary: dict, colors: dict) -> bytes:
-    prof = summary["performance_profile"]
+def score_profile(res: dict) -> dict | None:
+    """Performance profile {"taus", "curves": {policy: fraction of runs scoring above tau}} over the full range
+    of observed scores (results.csv's score_vs_heuristic, padded 2 % each side, so every curve runs from 1 down
+    to 0); summary.json's profile when results.csv is missing."""
+    table, summary = res["table"], res["summary"]
+    pols = [p for p in ordered_policies(summary) if p in set(table.policy)] if not table.empty else []
+    scores = {p: table.score_vs_heuristic[table.policy == p].to_numpy(float) for p in pols}
+    scores = {p: s[np.isfinite(s)] for p, s in scores.items()}
+    scores = {p: s for p, s in scores.items() if s.size}
+    if not scores:
+        prof = summary.get("performance_profile") or {}
+        return prof if prof.get("taus") and prof.get("curves") else None
+    lo, hi = min(s.min() for s in scores.values()), max(s.max() for s in scores.values())
+    pad = 0.02 * (hi - lo) or 0.05
+    taus = np.linspace(lo - pad, hi + pad, 301)
+    return {"taus": taus.tolist(), "curves": {p: (s[:, None] > taus[None, :]).mean(axis=0).tolist()
+                                              for p, s in scores.items()}}
+
+
+def plot_performance_profile(profile: dict, summary: dict, colors: dict):
     fig, axes = new_figure()
     ax = axes[0][0]
-    for p in ordered_policies(summary):
-        if p in prof["curves"]:
-            ax.plot(prof["taus"], prof["curves"][p], color=colors.get(p), lw=2, label=p)
+    for p in ordered_policies(summary) + [p for p in profile["curves"] if p not in (summary.get("policies") or {})]:
+        if p in profile["curves"]:
+            ax.plot(profile["taus"], profile["curves"][p], color=colors.get(p), lw=2, label=p)
     ax.axvline(1.0, color="#666", ls="--", lw=1)
     ax.set(xlabel=f"normalised score τ (1 = {summary.get('heuristic', 'heuristic')})",
-           ylabel="fraction of runs with score > τ", ylim=(-0.02, 1.02))
+           ylabel="fraction of runs with score > τ", ylim=(-0.02, 1.02),
+           xlim=(profile["taus"][0], profile["taus"][-1]))
     ax.grid(alpha=0.3)
     outside_legend(ax)
-    return to_png(fig)
+    return fig
 
 
-def plot_panels(lines: list, keys: list, xlabel: str, steps: bool = False, refs: dict | None = None) -> bytes:
+def plot_panels(lines: list, keys: list, xlabel: str, steps: bool = False, refs: dict | None = None):
     """Small multiples, one panel per key; `lines` are (label or None, colour, {key: (x, y)}); `refs` draws
-    dashed horizontal reference lines {key: [(label, colour, value)]}."""
+    dashed horizontal reference lines {key: [(label, colour, value)]}. The legend sits outside the panels."""
     from matplotlib.ticker import MaxNLocator
 
     ncols, nrows = min(3, len(keys)), math.ceil(len(keys) / 3)
     fig, axes = new_figure(nrows, ncols, (9, 2.6 * nrows + 0.4) if ncols > 1 else (8.5, 3.6))
     for ax in axes.flat[len(keys):]:
         ax.set_visible(False)
-    for i, (ax, key) in enumerate(zip(axes.flat, keys)):
+    for ax, key in zip(axes.flat, keys):
         ys = []
         for label, color, series in lines:
             if key in series:
@@ -201,27 +231,143 @@ def plot_panels(lines: list, keys: list, xlabel: str, steps: bool = False, refs:
             ax.set_ylim(-0.05, 1.05)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
+        if len(keys) == 1:
+            ax.set_ylabel(key, fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        if i == 0 and ax.get_legend_handles_labels()[1]:
-            outside_legend(ax) if len(keys) == 1 else ax.legend(fontsize=7)
-    return to_png(fig)
+    legend = {}
+    for ax in axes.flat[:len(keys)]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, h)
+    if legend and len(keys) == 1:
+        outside_legend(axes.flat[0])
+    elif legend:
+        fig.legend(list(legend.values()), list(legend), fontsize=7, loc="outside right upper")
+    return fig
 
 
-def plot_breakdown(parts_by_policy: dict, parts: list) -> bytes:
+MIN_VISIBLE = 0.015  # a breakdown part narrower than this share of the longest bar is drawn at that width
+
+
+def plot_breakdown(parts_by_policy: dict, parts: list):
+    """Stacked seconds per iteration; a part too small to see (under MIN_VISIBLE of the longest bar) is drawn
+    hatched at that minimum width and its value written beside the bar."""
     pols = list(parts_by_policy)[::-1]
     fig, axes = new_figure(size=(9, 0.45 * len(pols) + 1.5))
     ax, left = axes[0][0], np.zeros(len(pols))
-    for i, part in enumerate(parts):
-        widths = np.array([parts_by_policy[p].get(part, 0.0) for p in pols], dtype=float)
-        ax.barh(range(len(pols)), widths, left=left, color=f"C{i % 10}", label=part)
-        left += widths
+    values = np.array([[parts_by_policy[p].get(part, 0.0) for p in pols] for part in parts], dtype=float)
+    floor = MIN_VISIBLE * values.sum(axis=0).max() if values.size else 0.0
+    tiny = [[] for _ in pols]
+    for i, (part, widths) in enumerate(zip(parts, values)):
+        small = (widths > 0) & (widths < floor)
+        bars = ax.barh(range(len(pols)), np.where(small, floor, widths), left=left, color=f"C{i % 10}", label=part)
+        for j in np.flatnonzero(small):
+            bars[j].set(hatch="////", edgecolor="#333", linewidth=0.5)
+            tiny[j].append(f"{part} {fmt(widths[j])} s")
+        left += np.where(small, floor, widths)
+    for j, notes in enumerate(tiny):
+        if notes:
+            ax.annotate(", ".join(notes), (left[j], j), xytext=(4, 0), textcoords="offset points", va="center",
+                        fontsize=8)
+    if any(tiny):
+        ax.set_xlim(0, left.max() * 1.35)
     ax.set_yticks(range(len(pols)), pols)
     ax.set_xlabel("seconds per iteration")
+    ax.set_ylabel("policy")
     ax.grid(axis="x", alpha=0.3)
     outside_legend(ax)
-    return to_png(fig)
+    return fig
+
+
+WIN, LOSE = 1.005, 0.995  # a mean score above WIN wins against the heuristic, below LOSE loses
+
+
+def verdict(ci, reference: float = 1.0) -> str:
+    """Where a 95% CI lies against the reference: 'above', 'below' or 'not distinguishable from'."""
+    lo, hi = ci
+    return "above" if lo > reference else "below" if hi < reference else "not distinguishable from"
+
+
+def run_name(policy: str) -> str:
+    """'learned:run/seed2' -> 'run' (the training run folder's name)."""
+    return re.sub(r"/seed\d+$", "", policy.removeprefix("learned:"))
+
+
+def trained_on(res: dict, policy: str) -> str:
+    """What a learned policy was trained on, from its run's config.yaml (the run among summary.json's `runs`
+    named like the policy, or the only run); 'its training scenario' when no config is reachable."""
+    import yaml
+
+    runs = [pathlib.Path(r) for r in res["summary"].get("runs") or []]
+    runs = [r if r.is_absolute() or r.exists() else res["dir"] / r for r in runs]
+    named = [r for r in runs if r.name == run_name(policy)] or (runs if len(runs) == 1 else [])
+    config = named[0] / "config.yaml" if named else None
+    if config is None or not config.is_file():
+        return "its training scenario"
+    try:
+        cfg = yaml.safe_load(config.read_text()) or {}
+    except yaml.YAMLError:
+        return "its training scenario"
+    dist, params = cfg.get("distribution"), cfg.get("env_params") or {}
+    if dist:
+        try:
+            from memgym.envs import distribution, registry
+
+            from .benchmark import describe_distribution
+
+            return describe_distribution(distribution.resolve(registry.canonical_id(cfg.get("env")), dist))
+        except Exception as e:  # noqa: BLE001 (a config the installed package cannot resolve: say what it names)
+            log.warning("%s: cannot describe its distribution (%s)", config, e)
+            return f"the {dist} benchmark's train split" if isinstance(dist, str) else "a scenario distribution"
+    return ("one scenario (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params
+            else f"{cfg.get('env', 'the environment')}'s default scenario")
+
+
+def headline_sentences(res: dict) -> tuple[list, str]:
+    """The headline as sentences and where they come from ('summary', 'benchmark' or 'derived'): summary.json's
+    `headline` (the demo writes it), else `benchmark.headline` over benchmark.json, else one sentence per
+    learned policy (best first, at most three) from summary.json and results.csv: its IQM against the
+    heuristic with the CI and the scenarios it wins (mean score > WIN) and loses (< LOSE), with the figures."""
+    summary, bench = res["summary"], res["benchmark"]
+    if summary.get("headline"):
+        return [line for line in str(summary["headline"]).splitlines() if line.strip()], "summary"
+    if bench and bench.get("learned"):
+        from .benchmark import headline
+
+        lines = [headline({**bench, "learned": {g: o}}, trained_on(res, g)) for g, o in bench["learned"].items()]
+        return lines, "benchmark"
+    stats, heur = summary.get("policies") or {}, summary.get("heuristic", "the heuristic")
+    order = ordered_policies(summary)
+    learned = [p for p in order if stats[p].get("kind") == "learned"]
+    if not learned:
+        best = next((p for p in order if stats[p].get("kind") not in ("heuristic", "oracle")), None)
+        if best is None:
+            return [f"No learned policy and no baseline besides {heur} and the oracle in this evaluation."], "derived"
+        s = stats[best]
+        return [f"No learned policy in this evaluation; the best policy besides the oracle is {best}: IQM "
+                f"{fmt(s.get('iqm'))} of {heur} (95% CI {fmt(s.get('iqm_ci'))}, {verdict(s['iqm_ci'])} {heur})."
+                if s.get("iqm_ci") else f"No learned policy in this evaluation; the best besides the oracle is "
+                f"{best}."], "derived"
+    table = res["table"]
+    per = table.groupby(["policy", "scenario"]).score_vs_heuristic.mean() if not table.empty else None
+    n_scen, out = len(summary.get("scenarios") or {}), []
+    for i, p in enumerate(learned[:3]):
+        s = stats[p]
+        scen = per.loc[p].to_dict() if per is not None and p in per.index.get_level_values(0) else {}
+        scen = {k: scen[k] for k in [*(summary.get("scenarios") or {}), *scen] if k in scen}  # the summary's order
+        wins = [f"{k} {fmt(v)}" for k, v in sorted(scen.items(), key=lambda kv: -kv[1]) if v > WIN]
+        losses = [f"{k} {fmt(v)}" for k, v in sorted(scen.items(), key=lambda kv: kv[1]) if v < LOSE]
+        ties = [k for k, v in scen.items() if LOSE <= v <= WIN]
+        ci = s.get("iqm_ci") or [s.get("iqm"), s.get("iqm")]
+        who = f"Best of {len(learned)} learned policies, {p}" if i == 0 and len(learned) > 1 else p
+        out.append(f"{who}, trained on {trained_on(res, p)}: over {summary.get('seeds', '?')} seeds × {n_scen} "
+                   f"scenarios it scores IQM {fmt(s.get('iqm'))} of {heur} (95% CI {fmt(ci)}, {verdict(ci)} "
+                   f"{heur}); wins on {', '.join(wins) or 'none'}; loses on {', '.join(losses) or 'none'}"
+                   + (f"; ties on {', '.join(ties)}" if ties else "") + " (mean score per scenario).")
+    if len(learned) > 3:
+        out.append(f"{len(learned) - 3} more learned policies are in the table below.")
+    return out, "derived"
 
 
 def section_headline(res: dict) -> list:
@@ -229,6 +375,11 @@ def section_headline(res: dict) -> list:
     stats, heur = summary.get("policies") or {}, summary.get("heuristic", "heuristic")
     if not stats:
         return ["summary.json lists no policies."]
+    sentences, source = headline_sentences(res)
+    blocks = [Lead(t) for t in sentences]
+    if source != "derived" and res["benchmark"]:
+        blocks.append("The figures above are the benchmark's (unit: training run × scenario; see Benchmark); "
+                      "the table below scores every evaluated policy, each training seed on its own.")
     rows, classes = [], []
     for p in ordered_policies(summary):
         s, kind = stats[p], stats[p].get("kind", "")
@@ -238,18 +389,50 @@ def section_headline(res: dict) -> list:
         classes.append(kind)
     header = ["Policy", "Kind", "IQM score", "95% CI", "Mean", f"P(improvement over {heur})", "IQM vs oracle",
               "Optimality gap"]
-    blocks = [Table(header, rows, classes),
-              f"Score = mean reward divided by {heur}'s on the same scenario and seed: {heur} ★ scores exactly 1, "
-              f"higher is better; the oracle ◆ is the environment's exhaustive search (KernelMapping-v0: per step; CacheRatio-v0 "
-              f"and SecureDisagg-v0: over static plans, which a per-step policy can beat). IQM: interquartile mean "
-              f"over {summary.get('seeds', '?')} seeds × {len(summary.get('scenarios') or {})} scenarios, with "
-              f"a 95% stratified-bootstrap confidence interval."]
-    for p in ordered_policies(summary):
-        if stats[p].get("kind") == "learned" and stats[p].get("iqm_ci"):
-            lo, hi = stats[p]["iqm_ci"]
-            verdict = "better than" if lo > 1 else "worse than" if hi < 1 else "not distinguishable from"
-            blocks.append(f"{p}: IQM {fmt(stats[p]['iqm'])} {fmt(stats[p]['iqm_ci'])}, {verdict} {heur} "
-                          f"(P(improvement) {fmt(stats[p].get('prob_improvement'))}).")
+    return blocks + [
+        Table(header, rows, classes),
+        f"Score = mean reward divided by {heur}'s on the same scenario and seed: {heur} ★ scores exactly 1, "
+        f"higher is better; the oracle ◆ is the environment's exhaustive search (KernelMapping-v0: per step; "
+        f"CacheRatio-v0 and SecureDisagg-v0: over static plans, which a per-step policy can beat). IQM: "
+        f"interquartile mean over {summary.get('seeds', '?')} seeds × {len(summary.get('scenarios') or {})} "
+        f"scenarios, with a 95% stratified-bootstrap confidence interval."]
+
+
+def section_benchmark(res: dict) -> list:
+    """benchmark.json (`memgym benchmark`): per scenario the oracle, its headroom over the heuristic, the best
+    baseline and each learned group's mean with its [min, max] over training runs and the share of the gap it
+    closed; the learned groups' aggregates; the protocol."""
+    b = res["benchmark"]
+    heur, per, learned = b.get("heuristic", "the heuristic"), b.get("per_scenario") or {}, b.get("learned") or {}
+    header = ["Scenario", "oracle", "headroom", "best baseline"]
+    for g in learned:
+        header += [f"{g} mean", "[min, max] over runs", "gap closed"]
+    rows = []
+    for scen, r in per.items():
+        row = [scen, fmt(r.get("oracle")), fmt(r.get("headroom")),
+               f"{r['best_baseline']} {fmt(r.get('best_baseline_score'))}" if r.get("best_baseline") else "–"]
+        for g in learned:
+            x = (r.get("learned") or {}).get(g) or {}
+            row += [fmt(x.get("mean")), fmt([x.get("min_run"), x.get("max_run")]),
+                    "–" if x.get("gap_closed") is None else f"{x['gap_closed']:+.0%}"]
+        rows.append(row)
+    blocks = [Table(header, rows)]
+    if learned:
+        blocks += [Subheading("Learned policies over all scenarios"), Table(
+            ["Policy", "training runs", "IQM", "95% CI", "mean", f"P(improvement over {heur})", "gap closed",
+             "worst scenario"],
+            [[g, fmt(o.get("n_runs")), fmt(o.get("iqm")), fmt(o.get("iqm_ci")), fmt(o.get("mean")),
+              fmt(o.get("prob_improvement")), "–" if o.get("gap_closed") is None else f"{o['gap_closed']:.0%}",
+              f"{o.get('worst_scenario', '–')} {fmt(o.get('worst_scenario_mean'))}"] for g, o in learned.items()],
+            ["learned"] * len(learned))]
+    blocks.append(
+        f"Benchmark `{b.get('benchmark', '?')}`, {b.get('split', '?')} split: {len(per)} held-out scenarios × "
+        f"{b.get('seeds', '?')} evaluation seeds, scores = mean reward / {heur}'s (1.0). Protocol: learned "
+        f"policies act greedily (argmax over the masked logits); the unit is a training run × scenario (a run's "
+        f"score on a scenario is its mean over the evaluation episodes), and IQM, mean and P(improvement) use a "
+        f"stratified bootstrap over runs within each scenario; other policies are deterministic, their unit is an "
+        f"evaluation episode × scenario. Headroom = oracle − 1; gap closed = (learned − 1) / headroom per scenario "
+        f"(– where the headroom is under 0.001), overall Σ(learned − 1) / Σ headroom.")
     return blocks
 
 
@@ -257,13 +440,15 @@ def section_scores(res: dict) -> list:
     summary = res["summary"]
     if not summary.get("policies"):
         return ["No scores to plot."]
-    blocks = [Image("scores", plot_scores(summary, res["colors"]), "IQM normalised scores with 95% CIs"),
-              "Dots: IQM score; bars: 95% confidence interval; dashed line: the reference (1.0)."]
-    prof = summary.get("performance_profile") or {}
-    if prof.get("taus") and prof.get("curves"):
+    blocks = [Image("scores", to_png(plot_scores(summary, res["colors"])), "IQM normalised scores with 95% CIs"),
+              "Dots: IQM score; shaded bars with caps: 95% confidence interval (caps alone where it is narrow); "
+              "dashed line: the reference (1.0)."]
+    if prof := score_profile(res):
         blocks += [Subheading("Performance profile"),
-                   Image("profile", plot_performance_profile(summary, res["colors"]), "performance profile"),
-                   "Fraction of runs (seeds × scenarios) scoring above τ; a curve further right dominates."]
+                   Image("profile", to_png(plot_performance_profile(prof, summary, res["colors"])),
+                         "performance profile"),
+                   f"Fraction of runs (seeds × scenarios) scoring above τ, over the whole range of scores "
+                   f"({fmt(prof['taus'][0])} to {fmt(prof['taus'][-1])}); a curve further right dominates."]
     return blocks
 
 
@@ -317,8 +502,9 @@ def section_learning(res: dict) -> list:
             refs.setdefault(name, []).append(value)
     if any("rollout/ep_rew_mean" in c["scalars"] for c in curves):
         dashed = [(f"{k} (reference)", res["colors"].get(k, "#444"), float(np.mean(v))) for k, v in refs.items()]
-        blocks += [Image("learning", plot_panels(lines, ["rollout/ep_rew_mean"], "environment steps",
-                                                 refs={"rollout/ep_rew_mean": dashed}), "episode return in training"),
+        blocks += [Image("learning", to_png(plot_panels(lines, ["rollout/ep_rew_mean"], "environment steps",
+                                                        refs={"rollout/ep_rew_mean": dashed})),
+                         "episode return in training"),
                    f"Mean episode return against environment steps, one line per seed ({len(curves)} log folders "
                    f"from {len(run_colors)} run{'s' * (len(run_colors) != 1)}); dashed: the heuristic's return on "
                    f"the training scenario (`baseline/<name>/ep_rew_mean`)."]
@@ -327,7 +513,8 @@ def section_learning(res: dict) -> list:
     key_first = lambda t: (KEY_METRICS.index(t[4:]) if t[4:] in KEY_METRICS else len(KEY_METRICS), t)  # noqa: E731
     if env_tags := sorted({t for c in curves for t in c["scalars"] if t.startswith("env/")}, key=key_first):
         blocks += [Subheading("Environment metrics during training"),
-                   Image("env-metrics", plot_panels(lines, env_tags[:MAX_PANELS], "environment steps"), "env/* tags")]
+                   Image("env-metrics", to_png(plot_panels(lines, env_tags[:MAX_PANELS], "environment steps")),
+                         "env/* tags")]
         if len(env_tags) > MAX_PANELS:
             blocks.append(f"{len(env_tags) - MAX_PANELS} more env/* tags are in the event files.")
     return blocks
@@ -346,7 +533,8 @@ def section_decisions(res: dict) -> list:
         lines = [(p, res["colors"].get(p), {k: (d.get("step") or list(range(len(y))), y)
                                              for k, y in (d.get(field) or {}).items()}) for p, d in pols.items()]
         if keys:
-            blocks.append(Image(name, plot_panels(lines, keys, "step", steps=field == "actions"), f"{name} by step"))
+            blocks.append(Image(name, to_png(plot_panels(lines, keys, "step", steps=field == "actions")),
+                                f"{name} by step"))
     return blocks
 
 
@@ -357,7 +545,9 @@ def section_breakdown(res: dict) -> list:
         return ["No breakdown.json in the results folder."]
     parts = list(dict.fromkeys(k for d in pols.values() for k in d))
     return [f"Scenario {bd.get('scenario', '?')}: where each policy's iteration time goes (mean seconds per part).",
-            Image("breakdown", plot_breakdown(pols, parts), "stacked time breakdown per policy"),
+            Image("breakdown", to_png(plot_breakdown(pols, parts)), "stacked time breakdown per policy"),
+            f"Parts under {MIN_VISIBLE:.1%} of the longest bar are drawn hatched at that width, their value written "
+            f"beside the bar.",
             Table(["Policy", *parts, "total"],
                   [[p, *(fmt(d.get(k)) for k in parts), fmt(sum(d.values()))] for p, d in pols.items()])]
 
@@ -487,52 +677,35 @@ def section_about(res: dict) -> list:
             f"`{s.get('config') or '–'}`)."]
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;
-line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-.sub{color:#666;margin-top:0}nav a{margin-right:1em}.wide{overflow-x:auto}footer{color:#555;font-size:.9em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th{background:#f0f0f0}td{white-space:nowrap}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th:first-child,td:first-child,.text{text-align:left}
-tbody tr:nth-child(even){background:#fafafa}tr.heuristic td{font-weight:600;background:#fff6d5}
-tr.oracle td{font-style:italic;background:#eef4fb}img{max-width:100%;display:block;margin:.6em 0}
-code{background:#f3f3f3;padding:0 .25em;border-radius:3px}tr.learned td:first-child{box-shadow:inset 3px 0 #1f77b4}tr.flag td{background:#fde2e1;color:#8a1c1c}"""
-# Counts the images that failed to decode into <body data-images data-broken-images> (read by the browser test).
-SCRIPT = """window.addEventListener("load", function () {
-  var imgs = Array.prototype.slice.call(document.images), b = document.body.dataset;
-  b.images = imgs.length;
-  b.brokenImages = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).length; });"""
+TEMPLATE = "report.html.j2"  # under train/templates/, shipped as package data
 
 
-def inline_html(text: str) -> str:
+def inline_html(text: str):
     """Escape text; `backticked` parts become <code>."""
-    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(text.split("`")))
+    from markupsafe import Markup, escape
+
+    return Markup("".join(f"<code>{escape(p)}</code>" if i % 2 else str(escape(p))
+                          for i, p in enumerate(str(text).split("`"))))
 
 
-def block_html(b) -> str:
-    if isinstance(b, str):
-        return f"<p>{inline_html(b)}</p>"
-    if isinstance(b, Subheading):
-        return f"<h3>{html.escape(b.text)}</h3>"
-    if isinstance(b, Image):
-        return f'<img src="data:image/png;base64,{base64.b64encode(b.png).decode()}" alt="{html.escape(b.alt)}">'
-    first = [str(v) for v in b.rows[0]] if b.rows else [""] * len(b.header)  # headers align like their column
-    head = "".join(("<th>" if NUMERIC.match(v) else '<th class="text">')  # long names may break after _ and .
-                   + re.sub(r"([_.])", r"\1<wbr>", html.escape(str(h))) + "</th>" for h, v in zip(b.header, first))
-    cell = lambda v: ("<td>" if NUMERIC.match(v) else '<td class="text">') + f"{html.escape(v)}</td>"  # noqa: E731
-    body = "".join(f'<tr class="{html.escape(c)}">' + "".join(cell(str(v)) for v in row) + "</tr>"
-                   for row, c in zip(b.rows, b.row_classes or [""] * len(b.rows)))
-    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+def html_template():
+    """The page template (Jinja2, autoescaped) with the report's filters and block tests."""
+    from importlib import resources
+
+    import jinja2
+    from markupsafe import Markup, escape
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters.update(inline=inline_html, b64=lambda png: base64.b64encode(png).decode(),
+                       wbr=lambda h: Markup(re.sub(r"([_.])", r"\1<wbr>", str(escape(str(h))))))  # long names break
+    env.tests.update(numeric=lambda v: bool(NUMERIC.match(v)), lead=lambda b: isinstance(b, Lead),
+                     subheading=lambda b: isinstance(b, Subheading), image=lambda b: isinstance(b, Image))
+    return env.from_string((resources.files("memgym.train") / "templates" / TEMPLATE).read_text("utf-8"))
 
 
 def render_html(title: str, subtitle: str, sections: list) -> str:
-    nav = " ".join(f'<a href="#{sid}">{html.escape(SECTIONS[sid])}</a>' for sid, _ in sections)
-    parts = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-             f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             f'<p class="sub">{inline_html(subtitle)}</p><nav>{nav}</nav>']
-    for sid, blocks in sections:
-        inner = f'<h2 id="{sid}">{html.escape(SECTIONS[sid])}</h2>\n' + "\n".join(block_html(b) for b in blocks)
-        parts.append(f"<footer>{inner}</footer>" if sid == "about" else f"<section>{inner}</section>")
-    return "\n".join(parts + [f"<script>{SCRIPT}</script></body></html>\n"])
+    return html_template().render(title=title, subtitle=subtitle, sections=[
+        {"id": sid, "title": SECTIONS[sid], "blocks": blocks} for sid, blocks in sections])
 
 
 def md_text(text: str) -> str:
@@ -551,6 +724,8 @@ def render_markdown(title: str, subtitle: str, sections: list, files_dir: str) -
                 lines += [md_text(b), ""]
             elif isinstance(b, Subheading):
                 lines += [f"### {md_text(b.text)}", ""]
+            elif isinstance(b, Lead):
+                lines += [f"> **{md_text(b.text)}**", ""]
             elif isinstance(b, Image):
                 files[name := f"{sid}-{b.name}.png"] = b.png
                 lines += [f"![{md_text(b.alt)}]({urllib.parse.quote(f'{files_dir}/{name}')})", ""]
@@ -569,9 +744,10 @@ def write_report(results_dir, out_html=None) -> tuple[pathlib.Path, pathlib.Path
     res = load_results(results_dir)
     out_html.parent.mkdir(parents=True, exist_ok=True)
     res["colors"] = policy_colors(res)
-    sections = list(zip(SECTIONS, (section_headline(res), section_scores(res), section_per_scenario(res),
-                                   section_learning(res), section_decisions(res), section_breakdown(res),
-                                   section_reproduction(res), section_about(res))))
+    makers = {"headline": section_headline, "benchmark": section_benchmark, "scores": section_scores,
+              "per-scenario": section_per_scenario, "learning": section_learning, "decisions": section_decisions,
+              "breakdown": section_breakdown, "reproduction": section_reproduction, "about": section_about}
+    sections = [(sid, makers[sid](res)) for sid in SECTIONS if sid != "benchmark" or res["benchmark"]]
     s = res["summary"]
     title = f"memgym report: {s.get('env', '?')}"
     subtitle = (f"Results in `{res['dir']}`; scores normalised to the paper's heuristic ({s.get('heuristic', '?')} "
