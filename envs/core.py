@@ -110,6 +110,15 @@ class JaxEnv:
         info = dict(info, final_observation=obs_st, terminated=terminated, truncated=truncated)
         return obs, state, reward, terminated, truncated, info
 
+    @property
+    def name(self) -> str:
+        """The registered id (gymnax and Jumanji name environments by this attribute)."""
+        return self.id
+
+    def max_steps_in_episode(self, params) -> int:
+        """Steps by which every episode has ended (terminated or truncated): gymnax's name for the cap."""
+        return int(params.max_steps)
+
     def __repr__(self):
         return f"{type(self).__name__}(id={self.id!r})"
 
