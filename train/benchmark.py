@@ -116,7 +116,8 @@ def format_benchmark(s: dict) -> str:
     learned = list(s["learned"])
     head = (f"{s['env']} benchmark '{s['benchmark']}', {s['split']} split: {len(s['per_scenario'])} scenarios x "
             f"{s['seeds']} seeds; scores = mean reward / {h}'s (1.0); learned policies act greedily")
-    cols = f"{'scenario':32}{'oracle':>8}{'best baseline':>26}" + "".join(f"{g[8:][:22]:>24}" for g in learned)
+    cols = (f"{'scenario':32}{'oracle':>8}{'best baseline':>26}"
+            + "".join(f"{g[8:][:28]:>30}" for g in learned))
     lines = [head, cols]
     for scen, r in s["per_scenario"].items():
         base = f"{r['best_baseline']} {r['best_baseline_score']:.3f}" if r["best_baseline"] else "-"
@@ -124,7 +125,7 @@ def format_benchmark(s: dict) -> str:
         for g in learned:
             x = r["learned"][g]
             closed = f" ({x['gap_closed']:+.0%})" if x["gap_closed"] is not None else ""
-            cells += f"{x['mean']:>9.3f} [{x['min_run']:.2f}-{x['max_run']:.2f}]{closed:>0}".rjust(24)
+            cells += f"{x['mean']:.3f} [{x['min_run']:.3f}, {x['max_run']:.3f}]{closed}".rjust(30)
         lines.append(f"{scen[:31]:32}{r['oracle']:>8.3f}{base:>26}{cells}")
     lines.append("")
     lines.append(f"{'policy':34}{'IQM':>8}{'95% CI':>18}{'mean':>8}{'P(>' + h + ')':>12}")

@@ -139,9 +139,11 @@ def _benchmark(args) -> int:
     import json
 
     from .benchmark import format_benchmark, run_benchmark
+    from .progress import heartbeat
 
-    summary = run_benchmark(args.env, checkpoints=args.checkpoints, split=args.split, out_dir=args.out,
-                            seeds=args.seeds, benchmark=args.benchmark)
+    with heartbeat(f"benchmark {args.env} ({args.split})", enabled=show_progress(args)):
+        summary = run_benchmark(args.env, checkpoints=args.checkpoints, split=args.split, out_dir=args.out,
+                                seeds=args.seeds, benchmark=args.benchmark)
     print(json.dumps(summary, indent=1) if args.json else format_benchmark(summary))
     return 0
 
