@@ -196,3 +196,20 @@ def test_mdp_card_and_bad_arguments():
         ENV.default_params(bins=1)
     with pytest.raises(config.ConfigError, match="unknown models preset"):
         ENV.default_params(model="gpt5")
+
+
+def test_transfer_features_are_shares_and_the_hint_is_h2m2s_action():
+    """The scale-free features a generalist reads: balanced shares and mask limits in [0, 1], and the hint
+    equal to what the h2m2 policy plays at that state."""
+    params = with_hbm(small_params(), 48)
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    obs, state = jax.vmap(ENV.reset, in_axes=(0, None))(keys, params)
+    names = ENV.feature_names(params)
+    assert len(names) == obs.features.shape[-1] == 29
+    f = dict(zip(names, np.asarray(obs.features).T))
+    for k in ("balanced_attention", "balanced_qkv", "balanced_fc", "max_share_attention", "max_share_fc"):
+        assert ((f[k] >= 0) & (f[k] <= 1)).all(), k
+    actions = jax.vmap(km.h2m2, in_axes=(0, 0, 0, None))(keys, obs, state, params)
+    hint = np.stack([f["h2m2_attention"], f["h2m2_qkv"], f["h2m2_fc"]], axis=1)
+    np.testing.assert_allclose(hint, np.asarray(actions) / (params.bins - 1), atol=1e-6)
+    assert f["max_share_fc"].max() < 1.0  # 48 GB cannot hold the FC weights: the mask says so
