@@ -249,7 +249,7 @@ def test_learning_curves_come_from_the_event_files(built, tmp_path):
         assert steps.tolist() == list(TRAIN_STEPS) and values[0] < values[-1]
         assert report.reference_returns(c["scalars"]) == {"h2m2": 24.0}
     assert len(page.sections["learning"]["imgs"]) == 2  # the return curve and the env/* small multiples
-    assert "2 log folders from 1 run)" in page.sections["learning"]["text"]
+    assert "2 seed log folders from 1 run)" in page.sections["learning"]["text"]
 
 
 def test_reproduction_tables_compare_paper_and_simulator(built):
@@ -554,3 +554,17 @@ def test_a_tiny_breakdown_part_stays_visible(res):
     notes = [t.get_text() for t in ax.texts]
     assert len(notes) == len(parts_by_policy) and all("migration 2.00e-05 s" in t for t in notes)
     assert legends_outside(fig)
+
+
+def test_learning_curves_average_seeds_and_shade_their_spread():
+    import numpy as np
+
+    from memgym.train.report import mean_over_seeds, plot_panels
+
+    a = {"r": (np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0]))}
+    b = {"r": (np.array([1, 2]), np.array([3.0, 4.0]))}
+    steps, mean, lo, hi = mean_over_seeds([a, b])["r"]
+    assert list(steps) == [1, 2] and list(mean) == [2.0, 3.0] and list(lo) == [1.0, 2.0] and list(hi) == [3.0, 4.0]
+    assert mean_over_seeds([a]) is a
+    fig = plot_panels([("run", "#123456", mean_over_seeds([a, b]))], ["r"], "environment steps")
+    assert len(fig.axes[0].collections) == 1  # the shaded band

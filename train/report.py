@@ -211,7 +211,8 @@ def plot_performance_profile(profile: dict, summary: dict, colors: dict):
 
 
 def plot_panels(lines: list, keys: list, xlabel: str, steps: bool = False, refs: dict | None = None):
-    """Small multiples, one panel per key; `lines` are (label or None, colour, {key: (x, y)}); `refs` draws
+    """Small multiples, one panel per key; `lines` are (label or None, colour, {key: (x, y) or (x, y, lo, hi)}),
+    lo..hi drawn as a shaded band (the spread over training seeds); `refs` draws
     dashed horizontal reference lines {key: [(label, colour, value)]}. The legend sits outside the panels."""
     from matplotlib.ticker import MaxNLocator
 
@@ -223,8 +224,11 @@ def plot_panels(lines: list, keys: list, xlabel: str, steps: bool = False, refs:
         ys = []
         for label, color, series in lines:
             if key in series:
-                ax.plot(*series[key], color=color, lw=1.5, label=label, drawstyle="steps-post" if steps else "default")
-                ys += list(series[key][1])
+                x, y = series[key][:2]
+                ax.plot(x, y, color=color, lw=1.5, label=label, drawstyle="steps-post" if steps else "default")
+                if len(series[key]) == 4:
+                    ax.fill_between(x, series[key][2], series[key][3], color=color, alpha=0.2, lw=0)
+                ys += list(y)
         for label, color, value in (refs or {}).get(key, []):
             ax.axhline(value, color=color, ls="--", lw=1.3, label=label)
         if steps and ys and min(ys) >= 0 and max(ys) <= 1:  # shares: show the whole [0, 1] range
@@ -486,6 +490,21 @@ def reference_returns(scalars: dict) -> dict:
             if t.startswith("baseline/") and t.endswith("/ep_rew_mean") and t.count("/") == 2 and len(v)}
 
 
+def mean_over_seeds(seed_scalars: list) -> dict:
+    """{tag: (steps, mean, min, max)} over the seeds' series, at the steps every seed logged ({tag: (x, y)} for a
+    single seed)."""
+    if len(seed_scalars) == 1:
+        return seed_scalars[0]
+    out = {}
+    for tag in set.intersection(*(set(s) for s in seed_scalars)):
+        series = [dict(zip(*s[tag])) for s in seed_scalars]
+        steps = sorted(set.intersection(*(set(d) for d in series)))
+        if steps:
+            ys = np.array([[d[x] for x in steps] for d in series], dtype=float)
+            out[tag] = (steps, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0))
+    return out
+
+
 def section_learning(res: dict) -> list:
     runs = res["summary"].get("runs") or []
     if not runs:
@@ -494,8 +513,8 @@ def section_learning(res: dict) -> list:
     curves, missing = read_learning_curves(runs, res["dir"])
     blocks = ["No TensorBoard event files found in: " + ", ".join(missing) + "."] if missing else []
     run_colors = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(dict.fromkeys(c["run"] for c in curves))}
-    lines = [(c["run"] if i == 0 or curves[i - 1]["run"] != c["run"] else None, run_colors[c["run"]], c["scalars"])
-             for i, c in enumerate(curves)]  # one legend entry per run, one line per seed folder
+    lines = [(run, run_colors[run], mean_over_seeds([c["scalars"] for c in curves if c["run"] == run]))
+             for run in run_colors]  # one line per run: the mean over its seeds, the min-max band shaded
     refs = {}
     for c in curves:
         for name, value in reference_returns(c["scalars"]).items():
@@ -505,9 +524,10 @@ def section_learning(res: dict) -> list:
         blocks += [Image("learning", to_png(plot_panels(lines, ["rollout/ep_rew_mean"], "environment steps",
                                                         refs={"rollout/ep_rew_mean": dashed})),
                          "episode return in training"),
-                   f"Mean episode return against environment steps, one line per seed ({len(curves)} log folders "
-                   f"from {len(run_colors)} run{'s' * (len(run_colors) != 1)}); dashed: the heuristic's return on "
-                   f"the training scenario (`baseline/<name>/ep_rew_mean`)."]
+                   f"Mean episode return (sampled actions) against environment steps: one line per run, the mean "
+                   f"over its training seeds with their min-max range shaded ({len(curves)} seed log folders from "
+                   f"{len(run_colors)} run{'s' * (len(run_colors) != 1)}); dashed: the heuristic's return on the "
+                   f"training scenario or distribution (`baseline/<name>/ep_rew_mean`)."]
     elif curves:
         blocks.append("The runs hold no `rollout/ep_rew_mean` scalars.")
     key_first = lambda t: (KEY_METRICS.index(t[4:]) if t[4:] in KEY_METRICS else len(KEY_METRICS), t)  # noqa: E731
