@@ -166,7 +166,8 @@ def add_benchmark(sub) -> None:
 def _demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(out=args.out, timesteps=args.timesteps, seeds=args.seeds, progress=show_progress(args))
+    run_demo(out=args.out, timesteps=args.timesteps, seeds=args.seeds, progress=show_progress(args),
+             with_reproduction=args.reproduce)
     return 0
 
 
@@ -186,6 +187,7 @@ def add_demo_and_report(sub) -> None:
                    help="PPO env steps per training seed (default 1.5M)")
     d.add_argument("--seeds", type=int, default=None,
                    help="evaluation episodes per test scenario (default: the benchmark's)")
+    d.add_argument("--reproduce", action="store_true", help="also reproduce H2M2's paper table (~100 s more)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=_demo)
     r = sub.add_parser("report", help="one self-contained HTML page (and Markdown) from evaluation results")
