@@ -30,7 +30,8 @@ import numpy as np
 import yaml
 
 from memgym.envs.core import split_mask
-from memgym.envs.distribution import resolve
+from memgym.envs.distribution import make_env
+from memgym.envs.registry import env_class
 
 MASKED_LOGIT = -1e9  # finite, so p · log p of a masked bin is 0 · (−1e9) = 0, not NaN
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -178,12 +179,6 @@ def is_jax_run(run_dir) -> bool:
     return run_config(run_dir).get("algorithm") == "ppo_jax"
 
 
-def _distribution_common(cfg) -> dict:
-    """The fields every scenario of the run's training distribution shares (none for a one-scenario run)."""
-    dist = cfg.get("distribution")
-    return {} if dist is None else dict(resolve(cfg["env"], dist).common)
-
-
 # -- loaders -----------------------------------------------------------------------------------------------
 def load_jax_policy(run_dir, sample: bool = False, seed_index: int = 0, checkpoint=None):
     """The policy of a `ppo_jax` run's latest checkpoint (or `checkpoint`), for seed `seed_index`."""
@@ -198,8 +193,9 @@ def load_jax_policy(run_dir, sample: bool = False, seed_index: int = 0, checkpoi
     net = {k[len("net/"):]: jnp.asarray(v[seed_index]) for k, v in arrays.items() if k.startswith("net/")}
     norm = ObsNorm(*(jnp.asarray(arrays[f"obs_norm/{f}"][seed_index]) for f in ObsNorm._fields))
     activation = cfg["hyperparameters"]["activation"]
-    env, env_params = make(cfg["env"], **{**_distribution_common(cfg), **cfg.get("env_params", {})})
-    nvec = tuple(env.action_nvec(env_params))
+    trained_env, trained_params = make_env(cfg["env"], cfg.get("env_params"), cfg.get("distribution"))
+    nvec = tuple(trained_env.action_nvec(trained_params))  # of the scenario or distribution trained on
+    env = env_class(cfg["env"])()
 
     def policy(key, obs, state, params):
         if tuple(env.action_nvec(params)) != nvec:

@@ -24,6 +24,11 @@ from memgym.train.sb3_adapter import MemgymSB3VecEnv
 ID = "memgym/KernelMapping-v0"
 # random start contexts, so that the seed matters; static workload: every episode ends (terminated) at 8;
 # 24 GB of HBM cannot hold llama2-70b's weights, so some bins are masked and some actions projected
+def step_frac_index():
+    core, params = registry.make("KernelMapping-v0", **SMALL)
+    return core.feature_names(params).index("step_frac")
+
+
 SMALL = {"model": "llama2-70b", "batch": 8, "bins": 4, "max_steps": 8, "context_start": (1024, 4096),
          "hbm_capacity_gb": 24}
 ROOMY = {"hbm_capacity_gb": 96}  # the paper's HBM: everything fits
@@ -172,7 +177,8 @@ def test_gym_env_follows_core(core, actions):
                 env.step(a)
             obs, info = env.reset()  # starts the episode the core's autoreset drew
             close(obs, obs_c)
-            assert obs[-2] == 0.0 and final_c[-2] == 1.0  # step fraction: a fresh episode vs a finished one
+            i = step_frac_index()
+            assert obs[i] == 0.0 and final_c[i] == 1.0  # step fraction: a fresh episode vs a finished one
     assert ends == 1
     assert not np.allclose(env.reset(seed=SEED + 1)[0], first)  # the seed matters in this scenario
 
@@ -198,7 +204,7 @@ def test_vector_env_follows_core(core, actions):
             np.testing.assert_array_equal(info["_final_obs"], done)
             for i in range(N_ENVS):
                 close(info["final_obs"][i], refs[i][1][t][1])
-            assert (obs[:, -2] == 0.0).all()  # the returned rows are reset observations
+            assert (obs[:, step_frac_index()] == 0.0).all()  # the returned rows are reset observations
     close(venv.reset(seed=[SEED + i for i in range(N_ENVS)])[0], [first for first, _ in refs])
     with pytest.raises(ValueError, match="list of 4 ints"):
         venv.reset(seed=[SEED])

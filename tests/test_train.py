@@ -211,7 +211,10 @@ def test_sb3_trains_logs_checkpoints(tmp_path, algorithm):
     act = load_sb3_policy(run)
     mask = np.ones((5, 12), bool)
     mask[:, 3] = False
-    actions = act(np.zeros((5, 20), np.float32), mask)
+    from memgym.envs.registry import make
+
+    env, params = make(exp.env, **exp.env_params)
+    actions = act(np.zeros((5, env.observation_size(params)), np.float32), mask)
     assert actions.shape == (5, 3) and (actions >= 0).all() and (actions < 4).all()
     if algorithm == "MaskablePPO":
         assert (actions[:, 0] != 3).all()
