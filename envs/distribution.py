@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import pathlib
@@ -128,14 +129,16 @@ def _build_cached(env_id: str, spec: str):
 
 
 def _build(dist: Distribution):
-    spec = json.dumps(dist.to_dict(), sort_keys=True)
-    env, params, _ = _build_cached(dist.env_id, spec)
-    return env, params
+    return _cached(dist)[:2]
 
 
 def draws_of(dist: Distribution) -> tuple:
     """The scenarios `build()` stacked, in table order."""
-    return _build_cached(dist.env_id, json.dumps(dist.to_dict(), sort_keys=True))[2]
+    return _cached(dist)[2]
+
+
+def _cached(dist: Distribution):
+    return _build_cached(dist.env_id, json.dumps(dist.to_dict(), sort_keys=True))
 
 
 @pytree_dataclass(static=("size",))
@@ -225,7 +228,7 @@ def from_dict(env_id: str, d: dict, file="<dict>", where: str = "train") -> Dist
         if not ok:
             raise ConfigError(file, f"{where}.ranges.{k}", f"must be [lo, hi] with lo <= hi (finite), or "
                                                            f"{{log: [lo, hi]}} with 0 < lo <= hi; got {spec!r}")
-    fields = _fields(env_id)
+    fields = scenario_fields(env_id)
     for part, keys in (("common", common), ("choices", choices), ("ranges", ranges)):
         for k in keys:
             if k not in fields:
@@ -246,9 +249,8 @@ def from_dict(env_id: str, d: dict, file="<dict>", where: str = "train") -> Dist
                         size=size, seed=seed)
 
 
-def _fields(env_id: str) -> list[str]:
-    import inspect
-
+def scenario_fields(env_id: str) -> list[str]:
+    """The scenario fields of an environment: the keyword arguments of its `default_params`."""
     env = registry.env_class(env_id)()
     return [p for p in inspect.signature(env.default_params).parameters if p != "self"]
 
@@ -292,7 +294,7 @@ def load_benchmark(name_or_path) -> Benchmark:
         raise ConfigError(path, "env", str(e)) from None
     train = from_dict(env_id, d["train"], path, "train")
     env = registry.env_class(env_id)()
-    fields = _fields(env_id)
+    fields = scenario_fields(env_id)
     common = d.get("common") or {}
     if not isinstance(common, dict):
         raise ConfigError(path, "common", "must be a mapping of scenario fields")

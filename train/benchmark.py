@@ -99,14 +99,14 @@ def summarize(table: pd.DataFrame, env_id: str, scenarios: list) -> dict:
                                  else None}
         rows[scen] = row
     overall = {}
+    total = float(headroom.sum())
     for g in learned:
-        total = float(headroom.sum())
         overall[g] = {**agg[g], "n_runs": int(matrices[g].shape[0]),
                       "gap_closed": float((means[g] - 1.0).sum() / total) if total > 1e-6 else None,
                       "worst_scenario": scenarios[int(np.argmin(means[g]))],
                       "worst_scenario_mean": float(means[g].min())}
     return {"env": env_id, "heuristic": heuristic, "per_scenario": rows, "learned": overall,
-            "policies": {g: {k: v for k, v in agg[g].items()} for g in matrices},
+            "policies": agg,
             "greedy": True}
 
 

@@ -117,8 +117,7 @@ def _mapping(d, key, file):
 def _check_env_params(env_id, env_params, file, key="env_params"):
     """Call env.default_params with the overrides; name the offending key on failure."""
     env = registry.env_class(env_id)()
-    sig = inspect.signature(env.default_params)
-    valid = [p for p in sig.parameters if p != "self"]
+    valid = distribution.scenario_fields(env_id)
     for k in env_params:
         if k not in valid:
             raise ConfigError(file, f"{key}.{k}", f"unknown parameter of {env_id}; valid: {', '.join(valid)}")

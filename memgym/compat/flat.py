@@ -14,7 +14,18 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from memgym.envs.core import split_mask
+from memgym.envs.core import JaxEnv, split_mask
+from memgym.envs.registry import make
+
+
+def native_env(env, params=None, **overrides) -> tuple[JaxEnv, object]:
+    """(environment, params) behind a view: `env` an id (made with `overrides`) or a JaxEnv (its
+    `default_params(**overrides)`); `params`, when given, replaces the defaults."""
+    if isinstance(env, str):
+        env, native = make(env, **overrides)
+    else:
+        native = env.default_params(**overrides)
+    return env, native if params is None else params
 
 
 def num_actions(nvec: Sequence[int]) -> int:

@@ -39,7 +39,7 @@ from gymnax.environments import environment, spaces
 
 from memgym.compat import flat
 from memgym.envs.core import JaxEnv, Observation
-from memgym.envs.registry import ENVIRONMENTS, make as make_native
+from memgym.envs.registry import ENVIRONMENTS
 from memgym.sim.specs import pytree_dataclass
 
 
@@ -58,12 +58,7 @@ class GymnaxEnv(environment.Environment):
                  include_mask: bool = True, **overrides: Any):
         if step_values not in (5, 6):
             raise ValueError(f"step_values must be 5 or 6, got {step_values!r}")
-        if isinstance(env, str):
-            env, native = make_native(env, **overrides)
-        else:
-            native = env.default_params(**overrides)
-        self.env: JaxEnv = env
-        self._params = native if params is None else params
+        self.env, self._params = flat.native_env(env, params, **overrides)
         self.step_values = step_values
         self.include_mask = include_mask
 

@@ -32,7 +32,6 @@ from jumanji.types import StepType, TimeStep
 
 from memgym.compat import flat
 from memgym.envs.core import JaxEnv, Observation
-from memgym.envs.registry import make as make_native
 from memgym.sim.specs import pytree_dataclass
 
 
@@ -51,13 +50,8 @@ class JumanjiEnv(Environment):
     """Any memgym environment, one scenario, behind Jumanji's `Environment` API (see the module docstring)."""
 
     def __init__(self, env: str | JaxEnv, params: Any = None, **overrides: Any):
-        if isinstance(env, str):
-            env, native = make_native(env, **overrides)
-        else:
-            native = env.default_params(**overrides)
-        self.env: JaxEnv = env
-        self.params = native if params is None else params
-        self.nvec = tuple(int(n) for n in env.action_nvec(self.params))
+        self.env, self.params = flat.native_env(env, params, **overrides)
+        self.nvec = tuple(int(n) for n in self.env.action_nvec(self.params))
         super().__init__()
 
     @property
