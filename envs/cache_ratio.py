@@ -66,7 +66,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from memgym.sim import config, offload
+from memgym.sim import config, offload, validate
 from memgym.sim.specs import pytree_dataclass
 
 from .core import OBS_BOUND, JaxEnv, Observation, clip_features
@@ -182,6 +182,11 @@ class CacheRatio(JaxEnv):
         with 128 GB of host memory, prompt 512, 128 generated tokens; `memgym reproduce hybridserve`).
         `hardware="t4-flexgen"` uses FlexGen's fitted T4 constants. `convert_bins` >= 2 adds the convert action
         (see the module docstring); 0 leaves it out."""
+        v = validate.scenario(self.id, {k: x for k, x in locals().items() if k not in ("self", "__class__")})
+        host_memory_gb, gpu_memory_gb, pcie_gbps, prompt_len, gen_len, gbs, bins, batch_bins, max_steps = (
+            v[k] for k in ("host_memory_gb", "gpu_memory_gb", "pcie_gbps", "prompt_len", "gen_len", "gbs", "bins",
+                           "batch_bins", "max_steps"))
+        ctog_overlap, convert_bins = v["ctog_overlap"], v["convert_bins"]
         if not isinstance(bins, int) or bins < 2 or not isinstance(batch_bins, int) or batch_bins < 1:
             raise ValueError(f"bins must be an integer >= 2 and batch_bins >= 1, got {bins!r}, {batch_bins!r}")
         if isinstance(convert_bins, bool) or not isinstance(convert_bins, int) or convert_bins < 0 or convert_bins == 1:

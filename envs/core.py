@@ -12,6 +12,10 @@
   and `info["final_observation"]` holds the last observation of the finished one.
 - `info["metrics"]` is a dict of scalars describing the system (iteration time, bytes, capacity use...);
   `info["projected"]` says whether the action was infeasible and replaced by the nearest feasible one.
+- Numerically safe: parameters are validated when built (`memgym.sim.validate`), features are clipped to
+  ±OBS_BOUND (NaN → 0) and the reward is guarded likewise (NaN → 0, ±inf → ±REWARD_BOUND);
+  `info["nonfinite"]` flags a step whose raw reward was not finite (never, for validated parameters). An
+  action of the wrong shape is a ValueError when the step is traced.
 - A policy is any `policy(key, obs, state, params) -> action`, jittable and vmappable.
 """
 
@@ -41,6 +45,15 @@ def split_mask(mask, nvec):
 
 
 OBS_BOUND = 10.0  # features are fractions and ratios to a baseline, clipped to ±OBS_BOUND
+
+
+REWARD_BOUND = 1e6  # rewards are ratios to a baseline; a non-finite one is replaced (see the module docstring)
+
+
+def guard_reward(reward):
+    """(reward as a finite float32, whether it was not finite)."""
+    r = jnp.asarray(reward, jnp.float32)
+    return jnp.nan_to_num(r, nan=0.0, posinf=REWARD_BOUND, neginf=-REWARD_BOUND), ~jnp.isfinite(r)
 
 
 def clip_features(feats):
@@ -99,15 +112,21 @@ class JaxEnv:
         return self.reset_env(key, params)
 
     def step(self, key, state, action, params):
+        nvec = tuple(self.action_nvec(params))
+        if jnp.shape(action) != (len(nvec),):
+            raise ValueError(f"{self.id}: an action is int32[{len(nvec)}], one entry per dimension of "
+                             f"MultiDiscrete({list(nvec)}); got shape {jnp.shape(action)} (vmap the step to "
+                             f"act in many environments)")
         key_step, key_reset = jax.random.split(key)
         action = jnp.asarray(action, jnp.int32)
         obs_st, state_st, reward, terminated, truncated, info = self.step_env(key_step, state, action, params)
+        reward, nonfinite = guard_reward(reward)
         obs_re, state_re = self.reset_env(key_reset, params)
         done = terminated | truncated
         pick = lambda a, b: jax.lax.select(done, a, b)  # noqa: E731
         state = jax.tree_util.tree_map(pick, state_re, state_st)
         obs = jax.tree_util.tree_map(pick, obs_re, obs_st)
-        info = dict(info, final_observation=obs_st, terminated=terminated, truncated=truncated)
+        info = dict(info, final_observation=obs_st, terminated=terminated, truncated=truncated, nonfinite=nonfinite)
         return obs, state, reward, terminated, truncated, info
 
     @property

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from memgym.sim import asymmetric, config, workload
+from memgym.sim import asymmetric, config, validate, workload
 from memgym.sim.specs import HBM, LPDDR, HardwareSpec, ModelSpec, kv_bytes_per_token, pytree_dataclass, replace
 
 from .core import OBS_BOUND, JaxEnv, Observation, clip_features, split_mask
@@ -115,18 +115,17 @@ class KernelMapping(JaxEnv):
         contexts from the start of the paper's sweep growing to its end (static), or H2M2's dynamic run."""
         if workload not in ("static", "dynamic"):
             raise ValueError(f"workload must be 'static' or 'dynamic', got {workload!r}")
-        if not isinstance(bins, int) or bins < 2:
-            raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+        v = validate.scenario(self.id, {k: x for k, x in locals().items() if k not in ("self", "__class__")})
+        batch, bins, max_steps, iterations_per_step, context_start, context_max, finish_prob = (
+            v[k] for k in ("batch", "bins", "max_steps", "iterations_per_step", "context_start", "context_max",
+                           "finish_prob"))
+        hbm_capacity_gb, n_slots, lpddr_bw_gbps = v["hbm_capacity_gb"], v["n_slots"], v["lpddr_bw_gbps"]
         m = config.load_model(model, dtype=dtype)
         hw = config.load_hardware(hardware)
         base = config.load_hardware(baseline)
         if hbm_capacity_gb is not None:
-            if hbm_capacity_gb <= 0:
-                raise ValueError(f"hbm_capacity_gb must be > 0, got {hbm_capacity_gb}")
             hw = replace(hw, tier_capacity_bytes=_set(hw.tier_capacity_bytes, HBM, hbm_capacity_gb * 1e9))
         if lpddr_bw_gbps is not None:
-            if not (isinstance(lpddr_bw_gbps, (int, float)) and 1.0 <= lpddr_bw_gbps <= 1e5):
-                raise ValueError(f"lpddr_bw_gbps must be a number in [1, 1e5] GB/s, got {lpddr_bw_gbps!r}")
             hw = replace(hw, tier_bw_bytes_per_s=_set(hw.tier_bw_bytes_per_s, LPDDR, lpddr_bw_gbps * 1e9))
             base = replace(base, tier_bw_bytes_per_s=_set(base.tier_bw_bytes_per_s, LPDDR, lpddr_bw_gbps * 1e9))
         sweep = PAPER_CONTEXTS.get(model, (256, 512, 1024, 2048))

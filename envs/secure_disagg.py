@@ -63,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from memgym.sim import config, disagg, offload
+from memgym.sim import config, disagg, offload, validate
 from memgym.sim.specs import pytree_dataclass
 
 from .cache_ratio import gpu_used, system_placement, tokens_per_step  # the same server, params alike
@@ -325,6 +325,12 @@ class SecureDisagg(JaxEnv):
         does not fit beside the weights' host share) and 64 GB of remote memory behind a TDMem engine
         (100 Gb/s, 3 µs), prompt 512, 128 generated tokens, a tenant with no security requirement
         (`memgym reproduce tdmem`). `tenant`: 0..4 or a name in `disagg.REQUIREMENTS`."""
+        v = validate.scenario(self.id, {k: x for k, x in locals().items() if k not in ("self", "__class__")})
+        host_memory_gb, remote_memory_gb, link_gbps, rtt_us, gpu_memory_gb, pcie_gbps = (
+            v[k] for k in ("host_memory_gb", "remote_memory_gb", "link_gbps", "rtt_us", "gpu_memory_gb", "pcie_gbps"))
+        prompt_len, gen_len, gbs, tenant, bins, remote_bins, batch_bins, max_steps, ctog_overlap = (
+            v[k] for k in ("prompt_len", "gen_len", "gbs", "tenant", "bins", "remote_bins", "batch_bins", "max_steps",
+                           "ctog_overlap"))
         for name, v, lo in (("bins", bins, 2), ("remote_bins", remote_bins, 2), ("batch_bins", batch_bins, 1),
                             ("max_steps", max_steps, 1)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
+from .validate import ConfigError, number, preset_field  # noqa: F401 (ConfigError: re-exported)
 from .specs import SITES, TIERS, UNITS, HardwareSpec, ModelSpec, kv_bytes_per_token, weight_bytes
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -33,12 +34,6 @@ NORM_KINDS = {"layernorm": 2.0, "rmsnorm": 1.0}
 POSITION_KINDS = ("learned", "rope", "relative")
 
 
-class ConfigError(ValueError):
-    """A config problem: `file`, `key` and a message that says what would be valid."""
-
-    def __init__(self, file, key, message):
-        self.file, self.key = str(file), key
-        super().__init__(f"{file}: key '{key}': {message}")
 
 
 def presets(kind: str) -> list[str]:
@@ -48,8 +43,10 @@ def presets(kind: str) -> list[str]:
 
 def preset_path(kind: str, name) -> pathlib.Path:
     path = pathlib.Path(str(name))
+    if path.is_dir():
+        raise ConfigError(path, "<file>", f"is a folder; expected a YAML file or the name of a {kind} preset")
     if path.suffix in (".yaml", ".yml"):
-        if not path.exists():
+        if not path.is_file():
             raise ConfigError(path, "<file>", "no such file")
         return path
     path = CONFIG_DIR / kind / f"{name}.yaml"
@@ -71,7 +68,7 @@ def _parse(path: pathlib.Path, mtime_ns: int):
     """A YAML file parsed once per modification (presets are read once per process)."""
     try:
         return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(path, "<file>", f"not valid YAML: {e}") from None
 
 
@@ -108,11 +105,11 @@ def _get(d: dict, key: str, path, where="", kind=float, positive=True, allow_zer
             raise ConfigError(path, full, f"must be a finite number, got {v!r}")
         if positive and (v < 0 or (v == 0 and not allow_zero)):
             raise ConfigError(path, full, f"must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
-        return float(v)
+        return float(number(v, preset_field(key, where), path, full))  # the field's physical range
     if kind is int:
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ConfigError(path, full, f"must be a positive integer, got {v!r}")
-        return v
+        return number(v, preset_field(key, where), path, full)
     if isinstance(kind, (tuple, list, dict)):
         if v not in kind:
             raise ConfigError(path, full, f"must be one of {sorted(kind)}, got {v!r}")
@@ -166,9 +163,7 @@ def _load_model(name, _mtime_ns, dtype: str | None = None) -> ModelSpec:
                                                         "d_ff", "vocab_size")}
     if dims["n_heads"] % dims["n_kv_heads"]:
         raise ConfigError(path, "n_kv_heads", f"must divide n_heads={dims['n_heads']}")
-    n_pos = d.get("n_positions", 0)
-    if isinstance(n_pos, bool) or not isinstance(n_pos, int) or n_pos < 0:
-        raise ConfigError(path, "n_positions", f"must be an integer >= 0, got {n_pos!r}")
+    n_pos = number(d.get("n_positions", 0), preset_field("n_positions"), path, "n_positions")
     ffn = _get(d, "ffn", path, kind=FFN_KINDS)
     norm = _get(d, "norm", path, kind=NORM_KINDS)
     position = _get(d, "position", path, kind=POSITION_KINDS)

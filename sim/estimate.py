@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config
+from . import config, validate
 from .kernels import KERNELS, decode_kernels, lm_head, prefill_kernels
 from .roofline import bound_of, kernel_times
 from .specs import MAIN, TENSORS, TIERS, HardwareSpec, ModelSpec, ideal as ideal_hw, kv_bytes_per_token, weight_bytes
@@ -43,15 +43,17 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
     """Cost of one iteration: `batch` sequences at `context` tokens (decode: one new token each over a
     context of `context`; prefill: a prompt of `context` tokens). Returns a JSON-ready dict with
     `iteration_time_s`, per-token figures and a `kernels` list (one decoder layer, times in seconds)."""
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context <= 0:
-        raise ValueError(f"context must be a positive integer, got {context!r}")
-    if not isinstance(tp, (int, np.integer)) or tp <= 0:
-        raise ValueError(f"tp must be a positive integer, got {tp!r}")
+    batch = validate.number(batch, validate.SCENARIO["batch"], "<arguments>", "batch")
+    context = validate.number(context, validate.TOKENS, "<arguments>", "context")
+    tp = validate.number(tp, validate.COUNT, "<arguments>", "tp")
     m_name, h_name = (model if isinstance(model, str) else "<spec>"), (hardware if isinstance(hardware, str) else "<spec>")
     m = config.load_model(model, dtype=dtype) if isinstance(model, str) else model
     hw = config.load_hardware(hardware) if isinstance(hardware, str) else hardware
+    heads, kv_heads = int(m.n_heads), int(m.n_kv_heads)
+    if heads % tp or (kv_heads % tp and tp % kv_heads):
+        valid = [d for d in range(1, heads + 1) if heads % d == 0 and (kv_heads % d == 0 or d % kv_heads == 0)]
+        raise validate.ConfigError("<arguments>", "tp", f"must divide the model's {heads} attention heads (and "
+                                   f"divide or be a multiple of its {kv_heads} KV heads); valid: {valid}; got {tp}")
     if ideal:
         hw = ideal_hw(hw)
     if isinstance(hardware, str):

@@ -31,7 +31,7 @@ from jumanji.env import Environment
 from jumanji.types import StepType, TimeStep
 
 from memgym.compat import flat
-from memgym.envs.core import JaxEnv, Observation
+from memgym.envs.core import JaxEnv, Observation, guard_reward
 from memgym.sim.specs import pytree_dataclass
 
 
@@ -74,7 +74,7 @@ class JumanjiEnv(Environment):
         obs, env_state, reward, terminated, truncated, info = self.env.step_env(
             k_env, state.env_state, flat.unflatten_action(action, self.nvec), self.params)
         ts = TimeStep(step_type=jnp.where(terminated | truncated, StepType.LAST, StepType.MID),
-                      reward=jnp.asarray(reward, jnp.float32),
+                      reward=guard_reward(reward)[0],
                       discount=jnp.where(terminated, 0.0, 1.0).astype(jnp.float32),
                       observation=self._observation(obs), extras=self._extras(info))
         return JumanjiState(env_state, key), ts
