@@ -21,7 +21,11 @@ global_step, updates, n_seeds).
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
+import pickle
+import zipfile
+import zlib
 from typing import NamedTuple
 
 import jax
@@ -32,6 +36,9 @@ import yaml
 from memgym.envs.core import split_mask
 from memgym.envs.distribution import make_env
 from memgym.envs.registry import env_class
+from memgym.sim.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 MASKED_LOGIT = -1e9  # finite, so p · log p of a masked bin is 0 · (−1e9) = 0, not NaN
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -161,18 +168,61 @@ def latest_checkpoint(run_dir, suffix=".npz") -> pathlib.Path:
     return paths[-1]
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read (truncated, empty, not a checkpoint); the message names the file."""
+
+
+# what reading a damaged file raises, in numpy's zip reader, SB3's loader, torch and pickle
+READ_ERRORS = (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error,
+               pickle.UnpicklingError)
+
+
 def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files if k != "meta"}
-        meta = json.loads(str(z["meta"]))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+            meta = json.loads(str(z["meta"]))
+        meta["global_step"], meta["n_seeds"]  # noqa: B018 (present in every complete checkpoint)
+    except READ_ERRORS as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is truncated, "
+                              f"empty or not a memgym checkpoint") from None
     return arrays, meta
+
+
+def load_sb3_model(cls, path, **kwargs):
+    """`cls.load(path, **kwargs)`, a damaged file raising CheckpointError naming it."""
+    try:
+        return cls.load(str(path), **kwargs)
+    except READ_ERRORS as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is truncated, "
+                              f"empty or not an SB3 model") from None
+
+
+def load_newest(paths, load):
+    """(path, load(path)) for the newest of `paths` (oldest first) that loads. One that raises CheckpointError
+    is renamed to `<name>.corrupt` (kept, out of the way) with a warning naming it and the fallback."""
+    for path in reversed(paths):
+        try:
+            return path, load(path)
+        except CheckpointError as e:
+            bad = path.with_name(path.name + ".corrupt")
+            path.rename(bad)
+            log.warning("%s; renamed it to %s, falling back to the previous checkpoint", e, bad.name)
+    folder = pathlib.Path(paths[0]).parent if paths else "checkpoints/"
+    raise CheckpointError(f"--resume: no checkpoint in {folder} can be read (damaged ones were renamed *.corrupt)")
 
 
 def run_config(run_dir) -> dict:
     path = pathlib.Path(run_dir) / "config.yaml"
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run folder (no config.yaml)")
-    return yaml.safe_load(path.read_text())
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(path, "<file>", f"not valid YAML: {e}") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("env"), str):
+        raise ConfigError(path, "<file>", "not a run's config.yaml (a mapping with env, algorithm, ...)")
+    return cfg
 
 
 def is_jax_run(run_dir) -> bool:
@@ -233,7 +283,7 @@ def load_sb3_policy(run_dir, checkpoint=None):
         import stable_baselines3
 
         cls = getattr(stable_baselines3, algorithm)
-    model = cls.load(str(checkpoint or latest_checkpoint(run_dir, ".zip")), device="cpu")
+    model = load_sb3_model(cls, checkpoint or latest_checkpoint(run_dir, ".zip"), device="cpu")
     env, env_params = make(cfg["env"], **cfg.get("env_params", {}))
     nvec = tuple(env.action_nvec(env_params))
 

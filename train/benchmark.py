@@ -55,7 +55,7 @@ def run_benchmark(env_id: str, checkpoints=(), split: str = "test", out_dir=None
         raise ValueError(f"benchmark {bench.name!r} is for {bench.env_id}, not {env_id}")
     scenarios = bench.split(split)
     out = pathlib.Path(out_dir or f"results/benchmark-{bench.name}-{split}")
-    n_seeds = seeds or bench.seeds
+    n_seeds = bench.seeds if seeds is None else seeds
     evaluate.evaluate(env_id, {}, scenarios, seeds=n_seeds, learned_runs=checkpoints, out_dir=out,
                       seed=bench.seed, config_path=bench.source)
     table = pd.read_csv(out / "results.csv")

@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
+import traceback
+
+
+def integer(lo: int):
+    """An argparse type: an integer >= lo (argparse reports anything else as a usage error, exit code 2)."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def dumps(obj) -> str:
+    """JSON for --json: non-finite floats become null (JSON has no NaN or Infinity)."""
+    import json
+
+    from memgym.sim.validate import finite_json
+
+    return json.dumps(finite_json(obj), indent=2, allow_nan=False)
 
 
 def _estimate(args) -> int:
@@ -15,23 +38,24 @@ def _estimate(args) -> int:
                       ideal=args.ideal, tp=args.tp, dtype=args.dtype)
     if args.json and result.get("warning"):
         print(result["warning"], file=sys.stderr)  # the table shows it on its first line
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    print(dumps(result) if args.json else format_table(result))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memgym", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; errors with their traceback")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("estimate", help="per-kernel cost of one iteration of a model on a hardware preset")
     e.add_argument("--model", default="gpt3-175b", help="model preset or YAML path (default gpt3-175b)")
     e.add_argument("--hardware", default="a100-80gb", help="hardware preset or YAML path (default a100-80gb)")
-    e.add_argument("--batch", type=int, default=8)
-    e.add_argument("--context", type=int, default=2048, help="decode: context length; prefill: prompt length")
+    e.add_argument("--batch", type=integer(1), default=8)
+    e.add_argument("--context", type=integer(1), default=2048,
+                   help="decode: context length; prefill: prompt length")
     e.add_argument("--phase", choices=("decode", "prefill"), default="decode")
-    e.add_argument("--tp", type=int, default=1, help="tensor-parallel degree")
+    e.add_argument("--tp", type=integer(1), default=1, help="tensor-parallel degree (divides the model's heads)")
     e.add_argument("--dtype", default=None, help="override the model's element type (fp16, int8, ...)")
     e.add_argument("--ideal", action="store_true", help="pure roofline: efficiencies 1, no fixed overheads")
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -48,12 +72,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from memgym.sim.config import ConfigError
-
     try:
         return args.func(args)
-    except (ConfigError, ValueError) as e:
-        print(f"memgym {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # expected failures: bad configs and arguments (ConfigError and
+        # CheckpointError are ValueErrors), missing, damaged or unwritable files, existing paths
+        if args.verbose:
+            traceback.print_exc()
+        hint = "" if args.verbose else " (-v shows the traceback)"
+        print(f"memgym {args.command}: error: {e}{hint}", file=sys.stderr)
         return 2
 
 

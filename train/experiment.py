@@ -2,7 +2,8 @@
 
 Schema (`configs/experiments/<name>.yaml`; keys marked * are required):
 
-    name*            str    run folder name: runs/<name>/ (letters, digits, . _ -)
+    name*            str    run folder name: runs/<name>/ (one path component: letters, digits, . _ -,
+                            starting with a letter or digit)
     env*             str    a registered id, with or without the "memgym/" prefix (KernelMapping-v0)
     env_params       map    keyword arguments of env.default_params (checked by calling it), default {}
     distribution     str|map train on a scenario distribution rather than one scenario: a benchmark name
@@ -35,18 +36,32 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import math
 import pathlib
 import re
+import shutil
 
 import yaml
 
 from memgym.envs import distribution, registry
 from memgym.sim.config import ConfigError, preset_path, presets  # noqa: F401 (presets: re-exported)
 
-from .files import write_atomic
+from .files import remove_stale_temps, write_atomic
+
+log = logging.getLogger(__name__)
 
 ALGORITHMS = ("ppo_jax", "PPO", "A2C", "DQN", "MaskablePPO")
+MAX_COUNT = 1 << 20  # environments, steps per update, seeds, layer widths
+MAX_STEPS = 10**12  # total_timesteps, checkpoint_every, log_every
+# SB3 constructor arguments that are numbers: (lo, hi, integer); SB3 asserts on some of these deep inside
+SB3_RANGES = {"n_steps": (1, MAX_COUNT, True), "batch_size": (2, MAX_COUNT, True), "n_epochs": (1, 10_000, True),
+              "buffer_size": (1, 10**9, True), "learning_starts": (0, MAX_STEPS, True),
+              "gradient_steps": (-1, 10_000, True), "target_update_interval": (1, MAX_STEPS, True),
+              "learning_rate": (0, 1e3, False), "gamma": (0, 1, False), "gae_lambda": (0, 1, False),
+              "clip_range": (0, 1e3, False), "ent_coef": (0, 1e3, False), "vf_coef": (0, 1e3, False),
+              "max_grad_norm": (0, 1e6, False), "tau": (0, 1, False), "exploration_fraction": (0, 1, False),
+              "exploration_initial_eps": (0, 1, False), "exploration_final_eps": (0, 1, False)}
 SB3_ALGORITHMS = ALGORITHMS[1:]
 KEYS = ("name", "env", "env_params", "distribution", "algorithm", "total_timesteps", "seed", "num_envs", "n_seeds",
         "hyperparameters", "checkpoint_every", "log_every", "eval")
@@ -98,10 +113,11 @@ def _number_hint(v) -> str:
     return ""
 
 
-def _int(d, key, file, minimum=1, default=None):
+def _int(d, key, file, minimum=1, default=None, maximum=MAX_STEPS):
     v = d.get(key, default)
-    if not _is_int(v) or v < minimum:
-        raise ConfigError(file, key, f"must be an integer >= {minimum}, got {_type_name(v)}{_number_hint(v)}")
+    if not _is_int(v) or not minimum <= v <= maximum:
+        raise ConfigError(file, key, f"must be an integer in [{minimum}, {maximum}], got {_type_name(v)}"
+                                     f"{_number_hint(v)}")
     return v
 
 
@@ -132,6 +148,8 @@ def _check_env_params(env_id, env_params, file, key="env_params"):
     err = attempt(env_params)
     if err is None:
         return
+    if isinstance(err, ConfigError) and str(err.key).split("[")[0] in env_params:  # memgym.sim.validate's
+        raise ConfigError(file, f"{key}.{err.key}", err.reason)
     for k, v in env_params.items():  # the first key that fails on its own, else the combination
         if attempt({k: v}) is not None:
             raise ConfigError(file, f"{key}.{k}", f"{v!r} rejected: {err}")
@@ -148,15 +166,17 @@ def _check_ppo_jax_hyperparameters(hp, file):
                               f"unknown ppo_jax hyperparameter; valid: {', '.join(HYPERPARAMETERS)}")
         kind = HYPERPARAMETERS[k][1]
         where = f"hyperparameters.{k}"
-        if kind == "int" and not (_is_int(v) and v > 0):
-            raise ConfigError(file, where, f"must be an integer > 0, got {_type_name(v)}{_number_hint(v)}")
-        if kind == "float" and not (_is_number(v) and v >= 0):
-            raise ConfigError(file, where, f"must be a number >= 0, got {_type_name(v)}{_number_hint(v)}")
+        if kind == "int" and not (_is_int(v) and 0 < v <= MAX_COUNT):
+            raise ConfigError(file, where, f"must be an integer in [1, {MAX_COUNT}], got {_type_name(v)}"
+                                           f"{_number_hint(v)}")
+        if kind == "float" and not (_is_number(v) and 0 <= v <= 1e6):
+            raise ConfigError(file, where, f"must be a finite number in [0, 1e6], got {_type_name(v)}"
+                                           f"{_number_hint(v)}")
         if kind == "fraction" and not (_is_number(v) and 0 <= v <= 1):
             raise ConfigError(file, where, f"must be a number in [0, 1], got {_type_name(v)}{_number_hint(v)}")
         if kind == "bool" and not isinstance(v, bool):
             raise ConfigError(file, where, f"must be true or false, got {_type_name(v)}")
-        if kind == "sizes" and not (isinstance(v, list) and v and all(_is_int(x) and x > 0 for x in v)):
+        if kind == "sizes" and not (isinstance(v, list) and v and all(_is_int(x) and 0 < x <= MAX_COUNT for x in v)):
             raise ConfigError(file, where, f"must be a list of positive integers (layer widths), got {v!r}")
         if isinstance(kind, tuple) and v not in kind:
             raise ConfigError(file, where, f"must be one of {', '.join(kind)}, got {v!r}")
@@ -179,6 +199,14 @@ def _check_sb3_hyperparameters(algorithm, hp, file):
                               f"not a {algorithm} constructor argument; valid: {', '.join(valid)}")
         if isinstance(v, str) and _number_hint(v):
             raise ConfigError(file, f"hyperparameters.{k}", f"got text {v!r}{_number_hint(v)}")
+        if _is_number(v) and not math.isfinite(v):
+            raise ConfigError(file, f"hyperparameters.{k}", f"must be a finite number, got {v!r}")
+        if k in SB3_RANGES:
+            lo, hi, integer = SB3_RANGES[k]
+            if not (_is_number(v) and (_is_int(v) or not integer) and lo <= v <= hi):
+                kind = "an integer" if integer else "a number"
+                raise ConfigError(file, f"hyperparameters.{k}", f"must be {kind} in [{lo:g}, {hi:g}], got "
+                                                                f"{_type_name(v)}")
     return hp
 
 
@@ -212,8 +240,9 @@ def validate(d, file="<dict>") -> Experiment:
         if k not in d:
             raise ConfigError(file, k, "missing (required)")
     name = d["name"]
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise ConfigError(file, "name", f"must be a folder name (letters, digits, '.', '_', '-'), got {name!r}")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+        raise ConfigError(file, "name", f"must be one folder name: letters, digits, '.', '_', '-', starting with a "
+                                        f"letter or digit (not '.' or '..'), at most 128 characters; got {name!r}")
     env_id = d["env"]
     try:
         env_id = registry.canonical_id(env_id) if isinstance(env_id, str) else None
@@ -225,9 +254,9 @@ def validate(d, file="<dict>") -> Experiment:
     if algorithm not in ALGORITHMS:
         raise ConfigError(file, "algorithm", f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
     total = _int(d, "total_timesteps", file)
-    seed = _int(d, "seed", file, minimum=0, default=0)
-    num_envs = _int(d, "num_envs", file, default=128 if algorithm == "ppo_jax" else 8)
-    n_seeds = _int(d, "n_seeds", file, default=1)
+    seed = _int(d, "seed", file, minimum=0, default=0, maximum=2**32 - 1)
+    num_envs = _int(d, "num_envs", file, default=128 if algorithm == "ppo_jax" else 8, maximum=MAX_COUNT)
+    n_seeds = _int(d, "n_seeds", file, default=1, maximum=1024)
     if algorithm != "ppo_jax" and n_seeds != 1:
         raise ConfigError(file, "n_seeds", f"{algorithm} trains one seed per run: use 1 (ppo_jax vmaps seeds), "
                                            f"got {n_seeds}")
@@ -242,6 +271,9 @@ def validate(d, file="<dict>") -> Experiment:
                               f"must divide num_envs × num_steps = {batch}, got {hp['num_minibatches']}")
     else:
         hp = _check_sb3_hyperparameters(algorithm, hp, file)
+        if algorithm != "DQN" and num_envs * hp.get("n_steps", 2048 if algorithm != "A2C" else 5) < 2:
+            raise ConfigError(file, "hyperparameters.n_steps", f"num_envs × n_steps must be >= 2 (SB3's rollout "
+                                                               f"buffer), got {num_envs} × {hp.get('n_steps')}")
     checkpoint_every = _int(d, "checkpoint_every", file, default=max(1, total // 10))
     log_every = _int(d, "log_every", file, default=max(1, total // 100))
     dist = d.get("distribution")
@@ -270,7 +302,7 @@ def load(path_or_name, **overrides) -> Experiment:
     path = preset_path("experiments", path_or_name)
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(path, "<file>", f"not valid YAML: {e}") from None
     if isinstance(data, dict):
         data.update({k: v for k, v in overrides.items() if v is not None})
@@ -300,16 +332,40 @@ def check_resume(exp: Experiment, run_dir) -> None:
                                        f"says {v!r}; use a new --run-dir or the stored config")
 
 
-def train(exp: Experiment, run_dir=None, resume: bool = False, progress: bool = True) -> dict:
-    """Write config.yaml (new runs) and train with the experiment's algorithm; returns the trainer's summary."""
-    run_dir = pathlib.Path(run_dir) if run_dir else default_run_dir(exp)
+RUN_FILES = ("config.yaml", "tb", "checkpoints")  # what a run folder holds
+
+
+def prepare_run_dir(exp: Experiment, run_dir, resume: bool = False, overwrite: bool = False) -> pathlib.Path:
+    """Make `run_dir` ready: remove partial files of interrupted writes; a resumed run must match its stored
+    config; a new run needs a folder without another run's files, unless `overwrite` (which deletes them:
+    config.yaml, tb/, checkpoints/, nothing else). Writes config.yaml for new runs."""
+    run_dir = pathlib.Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(run_dir, "<run dir>", "exists and is not a folder; name a folder for the run")
+    for folder in (run_dir, run_dir / "checkpoints"):
+        remove_stale_temps(folder)
     if resume:
         check_resume(exp, run_dir)  # a resumed run keeps the config.yaml it was started with
-    elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
-        raise ConfigError(run_dir, "<run dir>", "already holds checkpoints: pass --resume to continue it, or "
-                                                "--run-dir for a new folder")
-    else:
-        write_resolved(exp, run_dir)
+        return run_dir
+    held = [n for n in RUN_FILES if (run_dir / n).exists()]
+    if held and not overwrite:
+        raise ConfigError(run_dir, "<run dir>", f"already holds a run ({', '.join(held)}): pass --resume to continue "
+                                                f"it, --overwrite to replace it, or --run-dir for a new folder")
+    for n in held:
+        log.warning("--overwrite: deleting %s", run_dir / n)
+        if (run_dir / n).is_dir():
+            shutil.rmtree(run_dir / n)
+        else:
+            (run_dir / n).unlink()
+    write_resolved(exp, run_dir)
+    return run_dir
+
+
+def train(exp: Experiment, run_dir=None, resume: bool = False, progress: bool = True,
+          overwrite: bool = False) -> dict:
+    """Write config.yaml (new runs) and train with the experiment's algorithm into `run_dir` (default
+    runs/<name>/, see `prepare_run_dir`); returns the trainer's summary."""
+    run_dir = prepare_run_dir(exp, run_dir if run_dir else default_run_dir(exp), resume, overwrite)
     if exp.algorithm == "ppo_jax":
         from .ppo_jax import train_experiment
     else:

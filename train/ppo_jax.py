@@ -44,8 +44,8 @@ from memgym.envs.core import rollout
 from memgym.envs.distribution import lift, make_env
 from memgym.policies import get_policy, heuristic_name
 from memgym.policies.learned import (
-    ObsNorm, arrays_to_tree, checkpoint_paths, entropy, forward, init_network, log_prob, read_checkpoint,
-    sample_action, tree_to_arrays, value_of)
+    ObsNorm, arrays_to_tree, checkpoint_paths, entropy, forward, init_network, load_newest, log_prob,
+    read_checkpoint, sample_action, tree_to_arrays, value_of)
 
 from .files import atomic_open
 
@@ -362,7 +362,7 @@ def _program(exp):
 def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) -> dict:
     """Train `exp` (a validated `memgym.train.experiment.Experiment`) into `run_dir`; returns a summary
     (global_step, last logged scalars per seed, heuristic reference, wall time, compile time)."""
-    from .tblog import ScalarWriter
+    from .tblog import ScalarWriter, drop_after
 
     t_start = time.perf_counter()
     run_dir = pathlib.Path(run_dir)
@@ -379,9 +379,11 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
             ckpts = checkpoint_paths(run_dir)
             if not ckpts:
                 raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
-            state, meta = load_checkpoint(ckpts[-1], jax.eval_shape(init, keys))
+            template = jax.eval_shape(init, keys)
+            path, (state, meta) = load_newest(ckpts, lambda p: load_checkpoint(p, template))
             start_step = meta["global_step"]
-            log.info("resumed from %s at step %d", ckpts[-1], start_step)
+            drop_after(run_dir / "tb", start_step)  # the steps after it are logged again
+            log.info("resumed from %s at step %d", path, start_step)
         else:
             state = init(keys)
         baseline = reference.result()

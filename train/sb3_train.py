@@ -32,9 +32,10 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from memgym.policies import heuristic_name
-from memgym.policies.learned import checkpoint_paths, flat_to_multi
+from memgym.policies.learned import checkpoint_paths, flat_to_multi, load_newest, load_sb3_model
 
 from .files import atomic_open
+from .tblog import drop_after
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,11 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
         ckpts = checkpoint_paths(run_dir, ".zip")
         if not ckpts:
             raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
-        model = cls.load(str(ckpts[-1]), env=venv, device="cpu", tensorboard_log=tb)
+        path, model = load_newest(ckpts, lambda p: load_sb3_model(cls, p, env=venv, device="cpu",
+                                                                 tensorboard_log=tb))
         start_step = model.num_timesteps
-        log.info("resumed from %s at step %d", ckpts[-1], start_step)
+        drop_after(tb, start_step)  # the steps after it are logged again
+        log.info("resumed from %s at step %d", path, start_step)
     else:
         model = cls("MlpPolicy", venv, seed=exp.seed, tensorboard_log=tb, verbose=0, device="cpu",
                     **exp.hyperparameters)

@@ -61,3 +61,26 @@ def read_scalars(logdir) -> dict[str, list[tuple[int, float]]]:
         for tag in acc.Tags()["scalars"]:
             out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
     return {tag: sorted(v) for tag, v in out.items()}
+
+
+def drop_after(logdir, step: int) -> list[pathlib.Path]:
+    """Rewrite every event file under `logdir` without the events past `step` (atomically); returns the files
+    changed. A resumed run calls it with the checkpoint's step: what was logged after that checkpoint is
+    logged again, so TensorBoard would otherwise show those steps twice."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from .files import atomic_open
+
+    changed = []
+    for path in sorted(pathlib.Path(logdir).rglob("events.out.tfevents.*")):
+        events = list(EventFileLoader(str(path)).Load())
+        keep = [e for e in events if e.step <= step]
+        if len(keep) == len(events):
+            continue
+        with atomic_open(path) as f:
+            writer = RecordWriter(f)
+            for e in keep:
+                writer.write(e.SerializeToString())
+        changed.append(path)
+    return changed
