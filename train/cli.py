@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         if args.verbose:
             traceback.print_exc()
         hint = "" if args.verbose else " (-v shows the traceback)"
-        print(f"memgym {args.command}: error: {e}{hint}", file=sys.stderr)
+        print(f"memgym {args.command}: error: {' '.join(str(e).split())}{hint}", file=sys.stderr)  # one line
         return 2
 
 

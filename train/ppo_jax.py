@@ -366,6 +366,9 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
 
     t_start = time.perf_counter()
     run_dir = pathlib.Path(run_dir)
+    ckpts = checkpoint_paths(run_dir)
+    if resume and not ckpts:  # before compiling anything
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
     keys = jax.random.split(jax.random.PRNGKey(exp.seed), exp.n_seeds)
     heuristic = heuristic_name(exp.env)
     with ThreadPoolExecutor(1) as pool:  # XLA compiles outside the GIL: the reference overlaps the compile
@@ -376,9 +379,6 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
         log.info("compiled the training program in %.1f s", compile_s)
         start_step = 0
         if resume:
-            ckpts = checkpoint_paths(run_dir)
-            if not ckpts:
-                raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
             template = jax.eval_shape(init, keys)
             path, (state, meta) = load_newest(ckpts, lambda p: load_checkpoint(p, template))
             start_step = meta["global_step"]

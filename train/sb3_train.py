@@ -143,6 +143,9 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
     from .ppo_jax import heuristic_reference
 
     run_dir = pathlib.Path(run_dir)
+    ckpts = checkpoint_paths(run_dir, ".zip")
+    if resume and not ckpts:
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
     cls = algorithm_class(exp.algorithm)
     venv = MemgymSB3VecEnv(exp.env, num_envs=exp.num_envs, seed=exp.seed, **exp.env_params)
     if exp.algorithm == "DQN" and isinstance(venv.action_space, spaces.MultiDiscrete):
@@ -150,9 +153,6 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
     tb = str(run_dir / "tb")
     start_step = 0
     if resume:
-        ckpts = checkpoint_paths(run_dir, ".zip")
-        if not ckpts:
-            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
         path, model = load_newest(ckpts, lambda p: load_sb3_model(cls, p, env=venv, device="cpu",
                                                                  tensorboard_log=tb))
         start_step = model.num_timesteps
