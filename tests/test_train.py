@@ -3,6 +3,13 @@ resume), SB3 training through the VecEnv adapter, and the learned-policy loaders
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +17,7 @@ import pytest
 import yaml
 
 from memgym.policies.learned import (
-    entropy, flat_to_multi, greedy_action, latest_checkpoint, load_jax_policy, log_prob, multi_to_flat,
+    checkpoint_paths, entropy, flat_to_multi, greedy_action, latest_checkpoint, load_jax_policy, log_prob, multi_to_flat,
     read_checkpoint, sample_action)
 from memgym.sim.config import ConfigError
 from memgym.train import experiment
@@ -224,3 +231,90 @@ def test_sb3_trains_logs_checkpoints(tmp_path, algorithm):
         steps = sorted({s for s, _ in read_scalars(run / "tb")["rollout/ep_rew_mean"]})
         assert steps[-1] == 768 and 512 in steps
         assert latest_checkpoint(run, ".zip").name == f"MaskablePPO_{768:012d}.zip"
+
+
+# -- kill and resume (both trainers) -------------------------------------------------------------------------
+# Tiny configs equal to tiny()'s, so the resumed runs reuse this module's compiled programs; the killed children
+# run together.
+KILL = {"ppo_jax": tiny(total_timesteps=512, checkpoint_every=128, log_every=128),
+        "PPO": tiny("PPO", total_timesteps=768, checkpoint_every=256, log_every=256)}
+# the child is SIGKILLed (no cleanup runs) in its second checkpoint write, the temporary file half written
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from memgym.train import experiment
+    real, seen = os.replace, []
+
+    def replace(src, dst):
+        if "checkpoints" in str(dst):
+            seen.append(dst)
+            if len(seen) == 2:
+                with open(src, "r+b") as f:
+                    f.truncate(os.path.getsize(src) // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst)
+
+    os.replace = replace
+    experiment.train(experiment.load(sys.argv[1]), run_dir=sys.argv[2], progress=False)
+""")
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """{algorithm: run folder} after each run was SIGKILLed during its second checkpoint write."""
+    pytest.importorskip("stable_baselines3")
+    root = tmp_path_factory.mktemp("kill")
+    procs = {}
+    for algo, cfg in KILL.items():
+        path = write(root, cfg, f"{algo}.yaml")
+        procs[algo] = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(root / algo)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for p in procs.values():
+        out = p.communicate(timeout=300)[0].decode()
+        assert p.returncode == -signal.SIGKILL, out[-2000:]
+    return {algo: root / algo for algo in KILL}
+
+
+@pytest.mark.parametrize("algo", list(KILL))
+def test_kill_during_checkpoint_write_then_resume(killed, algo, caplog):
+    """The resumed run removes the partial file, skips a damaged newer checkpoint (naming it), continues from
+    the newest complete one and logs no TensorBoard step twice."""
+    run = killed[algo]
+    suffix = ".npz" if algo == "ppo_jax" else ".zip"
+    folder = run / "checkpoints"
+    partial = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert len(partial) == 1 and partial[0].name.startswith(".")  # the write the kill interrupted
+    (complete,) = checkpoint_paths(run, suffix)  # the first checkpoint is whole
+    first_step = int(complete.stem.rsplit("_", 1)[1])
+    damaged = folder / complete.name.replace(f"{first_step:012d}", f"{first_step + 1:012d}")
+    damaged.write_bytes(complete.read_bytes()[:200])  # a newer checkpoint that does not load
+    if algo == "ppo_jax":  # it logged past its last complete checkpoint before the kill
+        assert max(s for s, _ in read_scalars(run / "tb")["rollout/ep_rew_mean"]) > first_step
+
+    total = KILL[algo]["total_timesteps"]
+    more = experiment.load(run / "config.yaml", total_timesteps=total - first_step)
+    with caplog.at_level(logging.WARNING):
+        summary = experiment.train(more, run_dir=run, resume=True, progress=False)
+    assert summary["start_step"] == first_step and summary["global_step"] == total
+    assert not any(p.name.endswith(".tmp") for p in folder.iterdir())  # the partial file is gone
+    assert damaged.name in caplog.text and "falling back" in caplog.text  # named, and the fallback said
+    assert (folder / (damaged.name + ".corrupt")).exists() and not damaged.exists()
+    for logdir in {p.parent for p in (run / "tb").rglob("events.out.tfevents.*")}:
+        steps = [s for s, _ in read_scalars(logdir)["rollout/ep_rew_mean"]]
+        assert len(steps) == len(set(steps)), steps  # no step logged twice after the resume
+        assert max(steps) == total
+
+
+def test_overwrite_replaces_only_the_run_files(tmp_path):
+    exp = experiment.validate(tiny(), "<test>")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ppo_jax_000000000128.npz").write_bytes(b"old")
+    (run / "notes.txt").write_text("mine")
+    (run / ".config.yaml.abcd1234.tmp").write_text("partial")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        experiment.prepare_run_dir(exp, run)
+    assert not (run / ".config.yaml.abcd1234.tmp").exists()  # stale temp files go at the next start
+    experiment.prepare_run_dir(exp, run, overwrite=True)
+    assert not (run / "checkpoints").exists() and (run / "notes.txt").read_text() == "mine"
+    assert experiment.load(run / "config.yaml") == exp
+    assert os.listdir(tmp_path) == ["run"]  # nothing written outside the run folder

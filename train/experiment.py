@@ -116,7 +116,7 @@ def _number_hint(v) -> str:
 def _int(d, key, file, minimum=1, default=None, maximum=MAX_STEPS):
     v = d.get(key, default)
     if not _is_int(v) or not minimum <= v <= maximum:
-        raise ConfigError(file, key, f"must be an integer in [{minimum}, {maximum}], got {_type_name(v)}"
+        raise ConfigError(file, key, f"must be an integer >= {minimum} (and <= {maximum}), got {_type_name(v)}"
                                      f"{_number_hint(v)}")
     return v
 
