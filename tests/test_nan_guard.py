@@ -70,7 +70,7 @@ def _check(env, p, out):
     assert (feats >= lo).all() and (feats <= hi).all()
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_validated_params_never_give_nan(compiled, data):

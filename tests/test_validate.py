@@ -161,7 +161,7 @@ def _set(d, dotted, value):
     return d
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), value=BAD_NUMBERS.filter(lambda v: v is not None and not isinstance(v, str)))
 def test_hardware_presets_refuse_bad_numbers_by_key(tmp_path_factory, data, value):
     name = data.draw(st.sampled_from(sorted(HW_RAW)))
