@@ -42,7 +42,8 @@ def _paging_s(bytes_k, hw: HardwareSpec):
 
 
 def layer_table(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
-    return decode_kernels(model, batch, context_sum, kv_reads_per_query_head=hw.kv_reads_per_query_head)
+    return decode_kernels(model, batch, context_sum, kv_reads_per_query_head=hw.kv_reads_per_query_head,
+                          fused_attention=hw.decode_attention_fused)
 
 
 def side_coefficients(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
