@@ -142,6 +142,21 @@ HYBRIDSERVE_SCENARIO = {"hardware": "a100-80gb-pcie4", "gpu_memory_gb": 80.0, "h
                         "model": "opt-66b", "prompt_len": 512, "gen_len": 128, "disk": False,
                         "flexgen_cpu_attention_rate": "t4-flexgen fitted", "flexgen_overlap": "released (ctog + max)",
                         "hybridserve_overlap": "pipelined (max)"}
+# Which FlexGen the paper measured. The headline `speedup` keeps FlexGen's released, measured overlap (the
+# weight copy serialised with the rest of the step) and gives HybridServe its pipeline; `speedup_same_overlap`
+# gives FlexGen the same pipeline. The evidence points to the first: HybridServe ran FlexGen's released system,
+# and that system's measured behaviour is what the fit describes.
+HYBRIDSERVE_OVERLAP_ASSUMPTION = (
+    "FlexGen as released and measured: T_gen = ctog + max(gtoc, dtoc, ctod, comp), HybridServe pipelined: "
+    "T = max(all). Evidence: (1) FlexGen's own cost model (experimental/cost_model.py) has the overlapped form "
+    "Tgen = max(ctog, ...) written and commented out, replaced by ctog + max(...), with constants fitted by "
+    "gradient descent on measured runs; that fit reproduces the measured OPT-30B T4 throughput here (7.14 vs "
+    "7.32 tok/s); (2) FlexGen's code path: load_weight issues the next layer's copy before compute, but "
+    "general_copy stages an unpinned host source through pin_memory() on the Python thread that also runs the "
+    "CPU attention, so the host side of the copy does not overlap (OPT-175B runs with --pin-weight 0); "
+    "(3) HybridServe's text names FlexGen (the released system) as its baseline and motivates itself by the GPU "
+    "idling while weights load over PCIe. Under this reading the paper's 2.19x compares with `speedup`; "
+    "`speedup_same_overlap` is the gain over an idealised FlexGen that pipelines as HybridServe does.")
 HS_GBS = (1, 2, 3, 4, 8, 16, 32, 64)
 
 
@@ -238,7 +253,7 @@ def hybridserve_vs_flexgen(scenario: dict | None = None, sensitivity: bool = Tru
     hs = _hybridserve_best(m, r_hs, s, n)
     fixed = _hybridserve_best(m, r_hs, s, n, block=(fg.gbs, fg.nb))
     nan = LPSolutionNaN()
-    fg_same = offload.flexgen_search(m, r_hs, s, n, max_gbs=64) if sensitivity else nan  # pipelined FlexGen
+    fg_same = offload.flexgen_search(m, r_hs, s, n, max_gbs=64)  # FlexGen with HybridServe's pipelined overlap
     fg_cpu = offload.flexgen_search(m, _scenario_rates(sc, 0.0, roofline_cpu=True), s, n,
                                     max_gbs=64) if sensitivity else nan
     p_tok = offload.placement(hs["wg"], 1 - hs["wg"], 1.0, 0.0, 0.0, 1.0, 0.0, 0.0)  # nothing cached
@@ -251,6 +266,8 @@ def hybridserve_vs_flexgen(scenario: dict | None = None, sensitivity: bool = Tru
         "fixed_batch_speedup": fixed["tokens_per_s"] / fg.tokens_per_s,
         "capacity_gain": hs["tokens_per_s"] / fixed["tokens_per_s"],
         "speedup_same_overlap": hs["tokens_per_s"] / fg_same.tokens_per_s,
+        "same_overlap_error_vs_paper": hs["tokens_per_s"] / fg_same.tokens_per_s / HYBRIDSERVE_PAPER_SPEEDUP - 1.0,
+        "overlap_assumption": HYBRIDSERVE_OVERLAP_ASSUMPTION,
         "speedup_vs_roofline_cpu_attention": hs["tokens_per_s"] / fg_cpu.tokens_per_s,
         "hybridserve": hs, "hybridserve_fixed_batch": fixed,
         "flexgen": {"tokens_per_s": fg.tokens_per_s, "gbs": fg.gbs, "num_gpu_batches": fg.nb, "percent": fg.percent(),
@@ -272,7 +289,7 @@ def reproduce_hybridserve() -> dict:
         "opt-30b, A100-80GB": hybridserve_vs_flexgen({"model": "opt-30b"}),
     }
     for v in out["other_scenarios"].values():
-        for k in ("hybridserve_fixed_batch", "flexgen_same_overlap"):
+        for k in ("hybridserve_fixed_batch", "flexgen_same_overlap", "overlap_assumption"):
             v.pop(k)
     out["search_time_s"] = time.perf_counter() - t0
     return out
@@ -304,15 +321,20 @@ def format_hybridserve(result: dict) -> str:
               f"  HybridServe {h['hybridserve']['tokens_per_s']:7.2f} tok/s  {h['hybridserve']['gbs']}x"
               f"{h['hybridserve']['num_gpu_batches']}, wg {h['hybridserve']['wg']:.2f}, activation share "
               f"{h['hybridserve']['activation_share']:.2f}",
-              f"  speedup {h['speedup']:.2f}x (paper {h['paper']}x, {h['error_vs_paper']:+.0%}); at FlexGen's block "
-              f"{h['fixed_batch_speedup']:.2f}x, capacity gain {h['capacity_gain']:.2f}x",
-              f"  sensitivity: FlexGen with the pipelined overlap {h['speedup_same_overlap']:.2f}x; FlexGen CPU "
+              f"  FlexGen, HybridServe's pipelined overlap {h['flexgen_same_overlap']['tokens_per_s']:7.2f} tok/s  "
+              f"{h['flexgen_same_overlap']['gbs']}x{h['flexgen_same_overlap']['num_gpu_batches']}",
+              f"  speedup {h['speedup']:.2f}x over FlexGen's released (serial) overlap (paper {h['paper']}x, "
+              f"{h['error_vs_paper']:+.0%}); {h['speedup_same_overlap']:.2f}x with the same pipelined overlap for both "
+              f"({h['same_overlap_error_vs_paper']:+.0%})",
+              "  assumption: " + h["overlap_assumption"],
+              f"  at FlexGen's block {h['fixed_batch_speedup']:.2f}x, capacity gain {h['capacity_gain']:.2f}x",
+              f"  sensitivity: FlexGen CPU "
               f"attention at the host's roofline {h['speedup_vs_roofline_cpu_attention']:.2f}x; recompute from "
               f"token ids {h['recompute_token_ids_tokens_per_s']:.2f} tok/s"]
     for name, o in result.get("other_scenarios", {}).items():
         lines.append(f"  {name}: FlexGen {o['flexgen']['tokens_per_s']:.1f}, HybridServe "
-                     f"{o['hybridserve']['tokens_per_s']:.1f} tok/s -> {o['speedup']:.2f}x (fixed block "
-                     f"{o['fixed_batch_speedup']:.2f}x)")
+                     f"{o['hybridserve']['tokens_per_s']:.1f} tok/s -> {o['speedup']:.2f}x, same overlap "
+                     f"{o['speedup_same_overlap']:.2f}x (fixed block {o['fixed_batch_speedup']:.2f}x)")
     return "\n".join(lines)
 
 
