@@ -131,18 +131,24 @@ def h2m2_rows(result: dict) -> list[tuple]:
     for model in PAPER_CONTEXTS:
         r = result[model]
         sim = {k: r[f"speedup_{k}"] for k in ("h2m2", "oracle", "a_major", "q_major", "f_major", "flexgen_static")}
-        sim["hierarchical"] = r["hierarchical"]["simulator"]
-        sim["whole_sublayer"] = r["whole_sublayer"]["simulator"]
-        for k, paper in r["paper"].items():
+        sim["hierarchical"] = _simulated(r, "hierarchical")
+        sim["whole_sublayer"] = _simulated(r, "whole_sublayer")
+        for k, paper in H2M2_PAPER[model].items():
             rows.append((f"{model} {names[k]}", paper, sim[k]))
         if model == "gpt3-175b":
             rows.append((f"{model} H2M2 / hierarchy", 1.36, sim["h2m2"] / sim["hierarchical"]))
         rows.append((f"{model} H2M2 / oracle", H2M2_OVER_ORACLE[model], r["h2m2_over_oracle"]))
     d = result.get("dynamic")
     if d:
-        rows += [("dynamic H2M2", d["paper"]["h2m2"], d["speedup_h2m2"]),
-                 ("dynamic FlexGen LP (static)", d["paper"]["flexgen_static"], d["speedup_flexgen_static"])]
+        rows += [("dynamic H2M2", H2M2_PAPER["dynamic"]["h2m2"], d["speedup_h2m2"]),
+                 ("dynamic FlexGen LP (static)", H2M2_PAPER["dynamic"]["flexgen_static"], d["speedup_flexgen_static"])]
     return rows
+
+
+def _simulated(row: dict, name: str) -> float:
+    """The simulator's figure for a row with a {paper, simulator} entry, else its `speedup_<name>`."""
+    entry = row.get(name)
+    return entry["simulator"] if isinstance(entry, dict) else row[f"speedup_{name}"]
 
 
 H2M2_OVER_ORACLE = {"gpt3-175b": 0.97, "chinchilla-70b": 0.95, "llama2-70b": 0.98}  # Table 3 (1 - overhead)
@@ -164,12 +170,13 @@ def format_h2m2(result: dict) -> str:
         r = result[model]
         err = r["speedup_h2m2"] / r["paper_h2m2"] - 1
         lines.append(f"{model:16}{r['batch']:>6}{r['speedup_h2m2']:>8.2f}{r['paper_h2m2']:>8.2f}{err:>+7.0%}"
-                     f"{r['speedup_oracle']:>8.2f}{r['h2m2_over_oracle']:>9.3f}{r['hierarchical']['simulator']:>7.2f}"
+                     f"{r['speedup_oracle']:>8.2f}{r['h2m2_over_oracle']:>9.3f}{_simulated(r, 'hierarchical'):>7.2f}"
                      f"{r['speedup_a_major']:>7.2f}{r['speedup_q_major']:>7.2f}{r['speedup_f_major']:>7.2f}"
-                     f"{r['speedup_flexgen_static']:>7.2f}{r['whole_sublayer']['simulator']:>7.2f}"
+                     f"{r['speedup_flexgen_static']:>7.2f}{_simulated(r, 'whole_sublayer'):>7.2f}"
                      f"{r['speedup_whole_sublayer']:>8.2f}")
     lines.append("hier: " + HIERARCHICAL_MODEL)
-    lines.append("  " + "; ".join(f"{m}: " + ", ".join(f"{k} {v:.2f}" for k, v in result[m]["hierarchical"]["variants"].items())
+    lines.append("  " + "; ".join(f"{m}: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                       result[m].get("hierarchical", {}).get("variants", {}).items())
                                   for m in PAPER_CONTEXTS))
     lines.append("whole: " + WHOLE_SUBLAYER_MODEL + " (1-chip)")
     bins = ", ".join(f"{m} {result[m]['bins']}" for m in PAPER_CONTEXTS)
