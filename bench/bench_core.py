@@ -31,10 +31,11 @@ PLACEMENT[:, specs.HBM] = 1.0
 
 def decode_iteration_s(m, hw, batch, context):
     """Full-model decode iteration: n_layers × one layer's kernel times + the LM head (as `estimate`)."""
-    table = kernels.decode_kernels(m, batch, batch * context, kv_reads_per_query_head=hw.kv_reads_per_query_head)
+    table = kernels.decode_kernels(m, batch, batch * context, kv_reads_per_query_head=hw.kv_reads_per_query_head,
+                                   fused_attention=hw.decode_attention_fused)
     layer = roofline.kernel_times(table, hw, specs.MAIN, PLACEMENT)["time_s"].sum()
-    head_flops, head_bytes = kernels.lm_head(m, batch)
-    head = kernels.KernelTable(flops=head_flops[None], bytes=head_bytes[None], comm_bytes=jnp.zeros(1),
+    head_flops, head_bytes, head_comm = kernels.lm_head(m, batch)
+    head = kernels.KernelTable(flops=head_flops[None], bytes=head_bytes[None], comm_bytes=head_comm[None],
                                rows=table.rows, unit=(specs.MATRIX,))
     return m.n_layers * layer + roofline.kernel_times(head, hw, specs.MAIN, PLACEMENT)["time_s"][0]
 
@@ -50,7 +51,8 @@ def numpy_decode_iteration_s(m: dict, hw: dict, batch: float, context: float) ->
     qkv = (h + 2 * hkv) * dh
     nup = nf - 1
     reads = 1 + hw["kv_reads_per_query_head"] * (h / hkv - 1)
-    scores = h * L * ba
+    fused = hw["decode_attention_fused"]
+    scores = (1 - fused) * h * L * ba  # fused attention keeps the scores on chip
     q = T * h * dh * ba
     kv_read = L * reads * hkv * dh * bkv
     M, V, MV = specs.MATRIX, specs.VECTOR, specs.MATVEC
@@ -78,12 +80,14 @@ def numpy_decode_iteration_s(m: dict, hw: dict, batch: float, context: float) ->
     mem_bw = hw["access_bw_bytes_per_s"][specs.HBM, specs.MAIN] * hw["eff_memory"]
     util = T / (T + hw["matrix_fill_rows"])
     lat, overlap = hw["tier_latency_s"][specs.HBM], hw["overlap"]
+    launches = [1.0] * len(rows)
+    launches[5] = launches[6] = 1 - fused  # fused: softmax and AV run inside the QK^T kernel
     times = []
-    for unit, flops, nbytes in rows:
+    for (unit, flops, nbytes), launch in zip(rows, launches):
         c = flops / (peak[unit] * eff[unit] * (util if unit == M else 1.0))
         mem = nbytes / mem_bw
         t = max(c, mem) + (1 - overlap) * min(c, mem)
-        t += (lat if nbytes > 0 else 0.0) + (over[unit] if flops > 0 or nbytes > 0 else 0.0)
+        t += (lat if nbytes > 0 else 0.0) + (over[unit] * launch if flops > 0 or nbytes > 0 else 0.0)
         times.append(t)
     return float(m["n_layers"] * sum(times[:-1]) + times[-1])
 

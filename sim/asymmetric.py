@@ -12,7 +12,9 @@ Costs beyond the roofline (all in the hardware spec, shared by every model):
 - migration: when a share changes, the pages whose side changed cross the link, and that time counts.
 
 The LPDDR-only baseline is a homogeneous system (its own hardware spec: one LPDDR5X memory, both chips'
-compute on it); the strict hierarchy uses HBM as an LRU cache in front of LPDDR (`hierarchical_time`).
+compute on it); the strict hierarchy uses HBM as a page cache in front of LPDDR (`hierarchical_time`); the
+sublayer-granularity variant places each sublayer's data wholly on one side and lets both chips work on it
+(`whole_sublayer_time`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from .kernels import SUBLAYER_OF, decode_kernels
 from .roofline import kernel_times, safe_div
-from .specs import HBM, LPDDR, MAIN, MEMORY_SIDE, TENSORS, HardwareSpec, ModelSpec, kv_bytes_per_token
+from .specs import HBM, KV, LPDDR, MAIN, MEMORY_SIDE, TENSORS, WEIGHTS, HardwareSpec, ModelSpec, kv_bytes_per_token
 
 N_SUBLAYERS = 3
 _ONEHOT = np.eye(N_SUBLAYERS, dtype=np.float32)[SUBLAYER_OF]  # [K, 3]
@@ -42,7 +44,8 @@ def _paging_s(bytes_k, hw: HardwareSpec):
 
 
 def layer_table(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
-    return decode_kernels(model, batch, context_sum, kv_reads_per_query_head=hw.kv_reads_per_query_head)
+    return decode_kernels(model, batch, context_sum, kv_reads_per_query_head=hw.kv_reads_per_query_head,
+                          fused_attention=hw.decode_attention_fused)
 
 
 def side_coefficients(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
@@ -142,16 +145,85 @@ def homogeneous_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, tie
     return model.n_layers * (t["time_s"] + _paging_s(table.bytes.sum(axis=1), hw)).sum()
 
 
-def hierarchical_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_tokens):
-    """Strict hierarchy: data lives in LPDDR, HBM is an LRU cache of 2 MB pages in front of it, and both
-    chips compute through it. A decode iteration sweeps every weight and KV page once, a loop longer than the
-    cache whenever the footprint exceeds HBM, so LRU hits nothing then (the weight reuse distance is the
-    whole model); when everything fits, every access hits."""
+REPLACEMENTS = ("direct_mapped", "lru", "hashed", "scan_resistant")
+
+
+def hierarchical_hits(model: ModelSpec, hw: HardwareSpec, kv_tokens, replacement="direct_mapped"):
+    """Fractions of (weight, KV) bytes a decode iteration reads from HBM when HBM is a page-granular cache of
+    LPDDR (H2M2's strict-hierarchy baseline), by reuse distance. An iteration sweeps every weight and KV page
+    once (reuse distance: the whole footprint F); re-reads inside the iteration (a per-head GEMV re-reading
+    its GQA group's KV, `kv_reads_per_query_head`) come back within one KV head's pages and always hit.
+    How many of the sweep's pages hit depends on the cache's organisation (C = HBM capacity):
+
+    - 'direct_mapped' (the default; a hardware DRAM cache as in Knights Landing's MCDRAM cache mode or
+      Intel's 2LM memory mode), pages mapped contiguously: a set holding one page always hits, a set holding
+      two alternates and misses, so (2C - F)/F of the sweep hits for C < F < 2C, none beyond 2C;
+    - 'hashed': the same cache with pages placed at random, a page hits when no other maps to its set, e^(-F/C)
+      (conflicts even when F fits);
+    - 'lru': fully associative LRU hits nothing on a cyclic sweep longer than the cache;
+    - 'scan_resistant': a policy that keeps a resident set across the sweep (ARC/LIRS-class, pinning), C/F.
+
+    Everything hits when F <= C (except 'hashed'). Returns (hit_weights, hit_kv)."""
+    if replacement not in REPLACEMENTS:
+        raise ValueError(f"replacement must be one of {REPLACEMENTS}, got {replacement!r}")
     total = footprints(model, hw, kv_tokens).sum()
-    hit = (total <= hw.tier_capacity_bytes[HBM]).astype(jnp.float32)
+    cap = hw.tier_capacity_bytes[HBM]
+    sweep = {"direct_mapped": lambda: jnp.clip((2.0 * cap - total) / total, 0.0, 1.0),
+             "hashed": lambda: jnp.exp(-total / cap),
+             "lru": lambda: (total <= cap).astype(jnp.float32),
+             "scan_resistant": lambda: jnp.clip(cap / total, 0.0, 1.0)}[replacement]()
+    reads = 1.0 + hw.kv_reads_per_query_head * (model.kv_group - 1.0)
+    return sweep, sweep / reads + (1.0 - 1.0 / reads)
+
+
+def hierarchical_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_tokens,
+                      replacement="direct_mapped"):
+    """Strict hierarchy: data lives in LPDDR, HBM is a cache of 2 MB pages in front of it, and both chips
+    compute through it. Each kernel reads its hits from HBM and its misses from LPDDR (one access stream:
+    the times add, as for any tensor spread across tiers); activations and this step's new KV stay in the
+    cache. Hit fractions: `hierarchical_hits`."""
+    hit_w, hit_kv = hierarchical_hits(model, hw, kv_tokens, replacement)
     both_chips = dataclasses.replace(
         hw, peak_flops_per_s=hw.peak_flops_per_s.at[MAIN].set(hw.peak_flops_per_s[MAIN] + hw.peak_flops_per_s[MEMORY_SIDE]),
         access_bw_bytes_per_s=hw.access_bw_bytes_per_s.at[LPDDR, MAIN].set(hw.tier_bw_bytes_per_s[LPDDR]))
-    on_hbm = homogeneous_time(model, both_chips, batch, context_sum, tier=HBM)
-    on_lpddr = homogeneous_time(model, both_chips, batch, context_sum, tier=LPDDR)
-    return hit * on_hbm + (1.0 - hit) * on_lpddr
+    p = jnp.zeros((len(TENSORS), 5), jnp.float32)
+    p = p.at[:, HBM].set(1.0)
+    p = p.at[WEIGHTS, HBM].set(hit_w).at[WEIGHTS, LPDDR].set(1.0 - hit_w)
+    p = p.at[KV, HBM].set(hit_kv).at[KV, LPDDR].set(1.0 - hit_kv)
+    table = layer_table(model, hw, batch, context_sum)
+    t = kernel_times(table, both_chips, MAIN, p)
+    return model.n_layers * (t["time_s"] + _paging_s(table.bytes.sum(axis=1), hw)).sum()
+
+
+def shared_sublayer_times(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
+    """Per-layer time of each sublayer when its data lives wholly on one side and both chips share its work,
+    the far chip reading its operands over the link (H2M2's zero-copy remote access, no kernel change): the
+    chips' shares balance their times, and together they cannot stream faster than the side's memory.
+    Returns (t_on_hbm f[3], t_on_lpddr f[3]) in seconds."""
+    table = layer_table(model, hw, batch, context_sum)
+    onehot = jnp.asarray(_ONEHOT).T
+    nbytes = onehot @ table.bytes.sum(axis=1)
+    paging = _paging_s(table.bytes.sum(axis=1), hw)
+    out = []
+    for tier in (HBM, LPDDR):
+        var, fix = [], []
+        for site in (MAIN, MEMORY_SIDE):
+            t = kernel_times(table, hw, site, _placement(tier))
+            var.append(onehot @ (t["time_s"] - t["overhead_s"] + paging))
+            fix.append(onehot @ t["overhead_s"])
+        share = safe_div(var[1], var[0] + var[1])  # the main chip's share that balances the two
+        chips = jnp.maximum(share * var[0], (1.0 - share) * var[1]) + jnp.maximum(fix[0], fix[1])
+        out.append(jnp.maximum(chips, safe_div(nbytes, hw.tier_bw_bytes_per_s[tier] * hw.eff_memory)))
+    return tuple(out)
+
+
+def whole_sublayer_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_tokens):
+    """H2M2's sublayer-granularity variant: each sublayer's data wholly in HBM or wholly in LPDDR (the same
+    for every layer), both chips working on every sublayer (`shared_sublayer_times`); the best of the 8
+    mappings that fit."""
+    t_hbm, t_lpddr = shared_sublayer_times(model, hw, batch, context_sum)
+    maps = jnp.asarray(np.array(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij")).reshape(3, -1).T,
+                       jnp.float32)  # [8, 3]
+    t = model.n_layers * (maps * t_hbm + (1.0 - maps) * t_lpddr).sum(axis=1)
+    ok = fits(model, hw, kv_tokens, maps)
+    return jnp.where(ok, t, jnp.inf).min()

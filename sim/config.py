@@ -191,7 +191,8 @@ HW_KEYS = {"name", "source", "notes", "tiers", "sites", "links", "calibration", 
 TIER_KEYS = {"capacity_gb", "bw_gbps", "latency_ns", "energy_pj_per_bit", "cost_usd_per_gb", "source"}
 SITE_KEYS = {"peak_tflops", "reaches", "source"}
 CAL_KEYS = {"eff_compute", "eff_memory", "overhead_us", "overlap", "matrix_fill_rows",
-            "kv_reads_per_query_head", "source", "notes"}
+            "kv_reads_per_query_head", "decode_attention", "source", "notes"}
+DECODE_ATTENTION = {"fused": 1.0, "unfused": 0.0}
 
 
 @functools.lru_cache(maxsize=128)
@@ -265,6 +266,9 @@ def _load_hardware(name, _mtime_ns, ideal: bool = False) -> HardwareSpec:
     kv_reads = _get(cal, "kv_reads_per_query_head", path, "calibration.", allow_zero=True, default=0.0)
     if kv_reads > 1:
         raise ConfigError(path, "calibration.kv_reads_per_query_head", f"must be in [0, 1], got {kv_reads}")
+    attn = cal.get("decode_attention", "fused")
+    if attn not in DECODE_ATTENTION:
+        raise ConfigError(path, "calibration.decode_attention", f"must be 'fused' or 'unfused', got {attn!r}")
     ic = _get(d, "interconnect", path, kind=dict, default={}) or {}
     ic_bw = _get(ic, "bw_gbps", path, "interconnect.", default=1.0) * GB
     ic_lat = _get(ic, "latency_us", path, "interconnect.", allow_zero=True, default=0.0) * 1e-6
@@ -281,6 +285,7 @@ def _load_hardware(name, _mtime_ns, ideal: bool = False) -> HardwareSpec:
         overlap=f(overlap), matrix_fill_rows=f(fill), kv_reads_per_query_head=f(kv_reads),
         interconnect_bw_bytes_per_s=f(ic_bw), interconnect_latency_s=f(ic_lat), page_bytes=f(page),
         tlb_miss_s=f(tlb_miss), tlb_walkers=f(walkers), link_bw_bytes_per_s=f(link_main),
+        decode_attention_fused=f(DECODE_ATTENTION[attn]),
     )
     if ideal:
         from .specs import ideal as _ideal

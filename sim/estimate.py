@@ -8,7 +8,8 @@ import numpy as np
 from . import config, validate
 from .kernels import KERNELS, decode_kernels, lm_head, prefill_kernels
 from .roofline import bound_of, kernel_times
-from .specs import MAIN, TENSORS, TIERS, HardwareSpec, ModelSpec, ideal as ideal_hw, kv_bytes_per_token, weight_bytes
+from .specs import (MAIN, TENSORS, TIERS, HardwareSpec, ModelSpec, ideal as ideal_hw, kv_bytes_per_token, replace,
+                    weight_bytes)
 
 
 def spill_placement(hw: HardwareSpec, need_bytes: float, site: int = MAIN) -> np.ndarray:
@@ -32,17 +33,20 @@ def spill_placement(hw: HardwareSpec, need_bytes: float, site: int = MAIN) -> np
 def kernel_table(model: ModelSpec, hw: HardwareSpec, batch, context, phase: str, tp: int = 1):
     if phase == "decode":
         return decode_kernels(model, batch, batch * context, tp=tp,
-                              kv_reads_per_query_head=hw.kv_reads_per_query_head)
+                              kv_reads_per_query_head=hw.kv_reads_per_query_head,
+                              fused_attention=hw.decode_attention_fused)
     if phase == "prefill":
         return prefill_kernels(model, batch, context, tp=tp)
     raise ValueError(f"phase must be 'decode' or 'prefill', got {phase!r}")
 
 
 def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, context: int,
-             phase: str = "decode", ideal: bool = False, tp: int = 1, dtype: str | None = None) -> dict:
+             phase: str = "decode", ideal: bool = False, tp: int = 1, dtype: str | None = None,
+             decode_attention: str | None = None) -> dict:
     """Cost of one iteration: `batch` sequences at `context` tokens (decode: one new token each over a
-    context of `context`; prefill: a prompt of `context` tokens). Returns a JSON-ready dict with
-    `iteration_time_s`, per-token figures and a `kernels` list (one decoder layer, times in seconds)."""
+    context of `context`; prefill: a prompt of `context` tokens). `decode_attention` ('fused' | 'unfused')
+    overrides the preset's choice. Returns a JSON-ready dict with `iteration_time_s`, per-token figures and a
+    `kernels` list (one decoder layer, times in seconds). The LM head runs vocabulary-parallel under `tp`."""
     batch = validate.number(batch, validate.SCENARIO["batch"], "<arguments>", "batch")
     context = validate.number(context, validate.TOKENS, "<arguments>", "context")
     tp = validate.number(tp, validate.COUNT, "<arguments>", "tp")
@@ -56,6 +60,10 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
                                    f"divide or be a multiple of its {kv_heads} KV heads); valid: {valid}; got {tp}")
     if ideal:
         hw = ideal_hw(hw)
+    if decode_attention is not None:
+        if decode_attention not in config.DECODE_ATTENTION:
+            raise ValueError(f"decode_attention must be 'fused' or 'unfused', got {decode_attention!r}")
+        hw = replace(hw, decode_attention_fused=config.DECODE_ATTENTION[decode_attention])
     if isinstance(hardware, str):
         config.check_fits(m, hw, m_name, h_name, tp=tp, batch=batch, context=context)
     table = kernel_table(m, hw, batch, context, phase, tp)
@@ -63,8 +71,8 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
     placement = spill_placement(hw, need)
     t = kernel_times(table, hw, MAIN, placement)
     tokens = batch * (1 if phase == "decode" else context)
-    head_flops, head_bytes = lm_head(m, batch)
-    head_tab = type(table)(flops=head_flops[None], bytes=head_bytes[None], comm_bytes=np.zeros(1, np.float32),
+    head_flops, head_bytes, head_comm = lm_head(m, batch, tp=tp)
+    head_tab = type(table)(flops=head_flops[None], bytes=head_bytes[None], comm_bytes=np.asarray(head_comm)[None],
                            rows=table.rows, unit=(0,))
     head_s = float(kernel_times(head_tab, hw, MAIN, placement)["time_s"][0])
     n_layers = float(m.n_layers)
@@ -81,10 +89,11 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
         kernels.append(row)
     return {
         "model": m_name, "hardware": h_name, "phase": phase, "batch": int(batch), "context": int(context),
-        "tp": int(tp), "ideal": bool(ideal), "placement": {TIERS[i]: float(placement[0, i]) for i in range(len(TIERS)) if placement[0, i] > 0},
+        "tp": int(tp), "ideal": bool(ideal), "decode_attention": "fused" if float(hw.decode_attention_fused) else "unfused", "placement": {TIERS[i]: float(placement[0, i]) for i in range(len(TIERS)) if placement[0, i] > 0},
         "iteration_time_s": iteration_s,
         "layer_time_s": layer_s,
         "lm_head_s": head_s,
+        "lm_head_flops": float(head_flops), "lm_head_comm_bytes": float(head_comm),
         "per_token_latency_s": iteration_s if phase == "decode" else iteration_s / context,
         "tokens_per_s": tokens / iteration_s,
         "flops_per_iteration": n_layers * float(np.asarray(table.flops).sum()) + float(head_flops),
@@ -113,7 +122,8 @@ def spill_warning(model_name: str, batch, context, tp, need_bytes: float, hw: Ha
 def format_table(result: dict) -> str:
     """The estimate as a plain-text table (what `memgym estimate` prints)."""
     head = (f"{result['model']} on {result['hardware']}: {result['phase']}, batch {result['batch']}, "
-            f"context {result['context']}, tp {result['tp']}{' (ideal roofline)' if result['ideal'] else ''}; "
+            f"context {result['context']}, tp {result['tp']}{' (ideal roofline)' if result['ideal'] else ''}, "
+            f"{result['decode_attention']} decode attention; "
             "tensors in " + ", ".join(f"{t} {f:.0%}" for t, f in result["placement"].items()))
     cols = ["kernel", "GFLOP", "W MB", "A MB", "KV MB", "compute us", "memory us", "time us", "bound"]
     lines = ([result["warning"]] if result.get("warning") else []) + [head, "one decoder layer:", " ".join(f"{c:>{14 if i == 0 else 12}}" for i, c in enumerate(cols))]

@@ -5,7 +5,11 @@ Formulas count the minimum DRAM bytes of unfused kernels; a multiply-add is 2 FL
 - Causal prefill attention counts the pairs a causal mask keeps exactly: a chunk of s tokens after P cached
   tokens attends to s·P + s(s+1)/2 keys (`causal=True`, the default); `causal=False` counts s·(P+s).
 - Prefill attention is FlashAttention-style: K and V are read once per sequence, scores stay on chip.
-  Decode attention is unfused: the scores (h·ΣL elements) are written and read as activations.
+  Decode attention is fused by default (`fused_attention=1`, what FlashDecoding/PagedAttention-class kernels
+  do): QKᵀ, softmax and AV are one kernel that reads Q, K and V and writes O, so its DRAM bytes are exactly
+  the KV read plus Q and O, and softmax and AV pay no launch of their own. `fused_attention=0` is the unfused
+  variant (three kernels; the scores, h·ΣL elements, are written and read back as activations); hardware
+  presets choose with `calibration.decode_attention: fused | unfused`.
 - Bias adds and norm gains are vector work: the matrix kernels count 2·K·N FLOPs per token exactly, so the
   identity FLOPs/token = 2·N_matrix + 4·L·d·ctx holds; bias FLOPs (one per output element) sit in the
   residual kernels, their bytes in the matrix kernels' weights.
@@ -48,13 +52,16 @@ _UNIT_PREFILL = tuple(MATRIX if k in (K["attn_score"], K["attn_context"]) else u
 @dataclasses.dataclass(frozen=True)
 class KernelTable:
     """One decoder layer's kernels. flops f[K]; bytes f[K, len(TENSORS)]; comm_bytes f[K] (all-reduce);
-    rows: tokens fed to the matrix units (for systolic utilisation); unit: static unit class per kernel."""
+    rows: tokens fed to the matrix units (for systolic utilisation); unit: static unit class per kernel;
+    launches f[K] or None (= 1 each): 1 where the kernel is launched on its own, 0 where it runs inside
+    another kernel (fused decode attention) and pays no fixed overhead."""
 
     flops: jax.Array
     bytes: jax.Array
     comm_bytes: jax.Array
     rows: jax.Array
     unit: tuple = dataclasses.field(default=_UNIT_DECODE)
+    launches: jax.Array | None = None
 
     def scale(self, share):
         """The part of the table a site runs when it takes `share` of the heads/columns."""
@@ -62,7 +69,7 @@ class KernelTable:
                                    comm_bytes=self.comm_bytes * share)
 
 
-jax.tree_util.register_dataclass(KernelTable, data_fields=["flops", "bytes", "comm_bytes", "rows"],
+jax.tree_util.register_dataclass(KernelTable, data_fields=["flops", "bytes", "comm_bytes", "rows", "launches"],
                                  meta_fields=["unit"])
 
 
@@ -71,9 +78,10 @@ def _dtype(m: ModelSpec):
     return jnp.result_type(m.d_model, jnp.float32)
 
 
-def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention_activations):
+def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention_activations, fused=1.0):
     """Assemble the table. tokens T; attn_pairs Σ(query × key) pairs; kv_tokens_read K/V rows read;
-    `attention_activations(h)` gives the activation bytes of (attn_score, softmax, attn_context).
+    `attention_activations(h)` gives the activation bytes of (attn_score, softmax, attn_context); `fused`:
+    softmax and AV run inside the QKᵀ kernel (1) or as kernels of their own (0).
     Built from per-kernel scalars stacked once (no scatter chains: this runs inside every env step)."""
     f32 = _dtype(m)
     tokens, attn_pairs, kv_tokens_read = (jnp.asarray(x, f32) for x in (tokens, attn_pairs, kv_tokens_read))
@@ -146,24 +154,32 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention
 
     classes = {WEIGHTS: w, ACTIVATIONS: a, KV: kv}
     nbytes = jnp.stack([vec(classes.get(c, {})) for c in range(len(TENSORS))], axis=-1)
-    return KernelTable(flops=vec(flops), bytes=nbytes, comm_bytes=vec(comm), rows=tokens, unit=unit)
+    fused = jnp.asarray(fused, f32)
+    launches = vec({"softmax": 1.0 - fused + zero, "attn_context": 1.0 - fused + zero,
+                    **{k: 1.0 + zero for k in KERNELS if k not in ("softmax", "attn_context")}})
+    return KernelTable(flops=vec(flops), bytes=nbytes, comm_bytes=vec(comm), rows=tokens, unit=unit,
+                       launches=launches)
 
 
-def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_head=0.0) -> KernelTable:
+def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_head=0.0,
+                   fused_attention=1.0) -> KernelTable:
     """One decode iteration of one layer: `batch` sequences, one new token each, ΣL = `context_sum` cached
-    tokens attended (per layer). Decode attention is unfused: scores are written and read once each."""
+    tokens attended (per layer). Fused attention (1, the default) keeps the scores on chip; unfused (0)
+    writes and reads them once each (QKᵀ writes, softmax reads and writes, AV reads)."""
     f = _dtype(m)
     batch = jnp.asarray(batch, f)
     context_sum = jnp.asarray(context_sum, f)
     reads = 1.0 + jnp.asarray(kv_reads_per_query_head, f) * (m.kv_group - 1.0)
+    unfused = 1.0 - jnp.asarray(fused_attention, f)
     ba = m.bytes_per_activation
 
     def attention_activations(h):
-        scores = h * context_sum * ba
+        scores = unfused * h * context_sum * ba
         q_bytes = batch * h * m.d_head * ba
         return q_bytes + scores, 2.0 * scores, scores + q_bytes
 
-    return _table(m, batch, context_sum, context_sum * reads, tp, _UNIT_DECODE, attention_activations)
+    return _table(m, batch, context_sum, context_sum * reads, tp, _UNIT_DECODE, attention_activations,
+                  fused=fused_attention)
 
 
 def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -> KernelTable:
@@ -178,17 +194,25 @@ def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -
         return qo, jnp.zeros_like(qo), qo
 
     return _table(m, batch * chunk, batch * pairs_per_seq, batch * (prefix + chunk), tp, _UNIT_PREFILL,
-                  attention_activations)
+                  attention_activations, fused=1.0)
 
 
-def lm_head(m: ModelSpec, tokens):
-    """FLOPs and weight/activation bytes of the final projection to the vocabulary (once per iteration)."""
-    tokens = jnp.asarray(tokens, _dtype(m))
-    flops = 2.0 * tokens * m.d_model * m.vocab_size
-    nbytes = jnp.zeros((len(TENSORS),), _dtype(m))
-    nbytes = nbytes.at[WEIGHTS].set(m.d_model * m.vocab_size * m.bytes_per_weight)
-    nbytes = nbytes.at[ACTIVATIONS].set(tokens * (m.d_model + m.vocab_size) * m.bytes_per_activation)
-    return flops, nbytes
+def lm_head(m: ModelSpec, tokens, tp=1):
+    """FLOPs, weight/activation bytes and all-gather bytes of the final projection to the vocabulary (once per
+    iteration), per rank. Under tensor parallelism t the head is split by vocabulary (Megatron's
+    vocab-parallel output layer, vLLM's `ParallelLMHead`): each rank holds V/t rows of the weight, computes
+    V/t logits per token, and a ring all-gather gives every rank the full logits ((t-1)/t of T·V activations
+    received per rank). Returns (flops, bytes f[C], comm_bytes)."""
+    f = _dtype(m)
+    tokens = jnp.asarray(tokens, f)
+    t = jnp.asarray(tp, f)
+    v = m.vocab_size / t
+    flops = 2.0 * tokens * m.d_model * v
+    nbytes = jnp.zeros((len(TENSORS),), f)
+    nbytes = nbytes.at[WEIGHTS].set(m.d_model * v * m.bytes_per_weight)
+    nbytes = nbytes.at[ACTIVATIONS].set(tokens * (m.d_model + v) * m.bytes_per_activation)
+    comm = (t - 1.0) / t * tokens * m.vocab_size * m.bytes_per_activation
+    return flops, nbytes, comm
 
 
 def sublayer_sums(table: KernelTable):

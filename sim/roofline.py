@@ -53,7 +53,8 @@ def kernel_times(table: KernelTable, hw: HardwareSpec, site: int, placement):
     comm = safe_div(table.comm_bytes, hw.interconnect_bw_bytes_per_s) + jnp.where(
         table.comm_bytes > 0, hw.interconnect_latency_s, 0.0)
     has_work = (table.flops > 0) | (table.bytes.sum(axis=1) > 0) | (table.comm_bytes > 0)
-    overhead = jnp.where(has_work, hw.overhead_s[unit], 0.0)
+    launches = 1.0 if table.launches is None else table.launches
+    overhead = jnp.where(has_work, hw.overhead_s[unit] * launches, 0.0)
     time = combine(compute, memory, hw.overlap) + latency + comm + overhead
     return {
         "compute_s": compute,

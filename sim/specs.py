@@ -98,6 +98,7 @@ class HardwareSpec:
     tlb_miss_s: jax.Array  # exposed latency of one TLB miss (0 = no paging cost)
     tlb_walkers: jax.Array  # concurrent page-table walks that hide each other's latency
     link_bw_bytes_per_s: jax.Array  # the link between the main site and the memory side (H2M2: 960 GB/s)
+    decode_attention_fused: jax.Array  # 1: decode QKᵀ·softmax·AV is one kernel, scores on chip; 0: unfused
 
 
 def ideal(hw: HardwareSpec) -> HardwareSpec:

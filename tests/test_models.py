@@ -168,3 +168,43 @@ def test_kv_append_writes_one_token_of_kv_per_sequence(name):
         t = kernels.decode_kernels(m, 8, 8 * 100.0)
         got = f64(t.bytes)[kernels.K["kv_append"], specs.KV] * f64(m.n_layers)
         np.testing.assert_allclose(got, 8 * f64(specs.kv_bytes_per_token(m)), rtol=EXACT)
+
+
+@pytest.mark.parametrize("name", ["llama2-70b", "gpt3-175b"])
+def test_lm_head_is_vocabulary_parallel(name):
+    """Under TP t each rank computes V/t logits per token (FLOPs and weight bytes fall as 1/t) and a ring
+    all-gather brings (t-1)/t of the T·V logits to every rank (Megatron / vLLM)."""
+    with jax.enable_x64(True):
+        m = spec64(name)
+        f1, b1, c1 = (f64(x) for x in kernels.lm_head(m, 16, tp=1))
+        for tp in (2, 4, 8):
+            ft, bt, ct = (f64(x) for x in kernels.lm_head(m, 16, tp=tp))
+            np.testing.assert_allclose(ft * tp, f1, rtol=EXACT)
+            np.testing.assert_allclose(bt[specs.WEIGHTS] * tp, b1[specs.WEIGHTS], rtol=EXACT)
+            np.testing.assert_allclose(ct, (tp - 1) / tp * 16 * f64(m.vocab_size * m.bytes_per_activation),
+                                       rtol=EXACT)
+    assert c1 == 0.0
+
+
+@pytest.mark.parametrize("name", ["llama2-70b", "gpt3-175b"])
+@pytest.mark.parametrize("kv_reads", [0.0, 1.0])
+def test_fused_decode_attention_reads_exactly_the_kv(name, kv_reads):
+    """Fused decode attention moves the KV it reads plus Q in and O out, nothing else; unfused adds the
+    scores written and read back (4·h·ΣL activation elements) and launches softmax and AV on their own."""
+    with jax.enable_x64(True):
+        m = spec64(name)
+        batch, ctx = 8, 8 * 3000.0
+        fused = kernels.decode_kernels(m, batch, ctx, kv_reads_per_query_head=kv_reads)
+        unfused = kernels.decode_kernels(m, batch, ctx, kv_reads_per_query_head=kv_reads, fused_attention=0.0)
+        attn = [kernels.K["attn_score"], kernels.K["softmax"], kernels.K["attn_context"]]
+        reads = 1 + kv_reads * (f64(m.kv_group) - 1)
+        kv = 2 * ctx * reads * f64(m.n_kv_heads * m.d_head * m.bytes_per_kv)
+        qo = 2 * batch * f64(m.n_heads * m.d_head * m.bytes_per_activation)
+        fb, ub = f64(fused.bytes)[attn], f64(unfused.bytes)[attn]
+        np.testing.assert_allclose(fb[:, specs.KV].sum(), kv, rtol=EXACT)
+        np.testing.assert_allclose(fb.sum(), kv + qo, rtol=EXACT)
+        np.testing.assert_allclose(ub.sum() - fb.sum(), 4 * f64(m.n_heads) * ctx * f64(m.bytes_per_activation),
+                                   rtol=EXACT)
+        np.testing.assert_allclose(f64(fused.flops), f64(unfused.flops), rtol=EXACT)
+    assert f64(fused.launches)[attn].tolist() == [1.0, 0.0, 0.0]
+    assert f64(unfused.launches)[attn].tolist() == [1.0, 1.0, 1.0]

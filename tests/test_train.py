@@ -106,6 +106,7 @@ def test_flat_dqn_actions_round_trip():
     ({"hyperparameters": {"num_steps": 8, "learning_rte": 1e-3}}, "hyperparameters.learning_rte", "learning_rate"),
     ({"hyperparameters": {"learning_rate": "3e-4"}}, "hyperparameters.learning_rate", "decimal point"),
     ({"hyperparameters": {"hidden": 64}}, "hyperparameters.hidden", "list"),
+    ({"hyperparameters": {"teacher": "orcale"}}, "hyperparameters.teacher", "oracle"),
     ({"env_params": {"model": "llama2-70b", "bins": 4, "max_step": 8}}, "env_params.max_step", "max_steps"),
     ({"env_params": {"model": "llama2-70b", "workload": "bursty"}}, "env_params.workload", "dynamic"),
     ({"n_seeds": 0}, "n_seeds", ">= 1"),
@@ -189,6 +190,27 @@ def test_ppo_jax_trains_logs_checkpoints_and_resumes(tmp_path):
     assert actions.shape == (6, 3) and bool((actions[:, 0] == 3).all())
     sampled = jax.jit(jax.vmap(load_jax_policy(run, sample=True), in_axes=(0, 0, 0, None)))(keys, obs, state, params)
     assert bool((sampled[:, 0] == 3).all()) and bool((sampled < 4).all())
+
+
+def test_kickstarting_imitates_the_teacher_then_hands_over_to_ppo():
+    """The teacher's log-loss falls while its coefficient decays linearly to 0 at teacher_frac of the run."""
+    from memgym.envs.registry import make
+    from memgym.train.ppo_jax import make_trainer
+
+    env, params = make("KernelMapping-v0", **TINY_ENV)
+    hp = {"num_steps": 8, "teacher": "oracle", "teacher_coef": 2.0, "teacher_frac": 0.5, "teacher_share": 0.5,
+          "ent_coef": 0.0, "learning_rate": 3e-3, "anneal_lr": False}
+    trainer = make_trainer(hp, env, params, num_envs=16)
+    run = jax.jit(trainer.run)
+    rs = trainer.init(jax.random.PRNGKey(0))
+    rs, first = run(rs, 1, 40)
+    rs, _ = run(rs, 18, 40)
+    rs, mid = run(rs, 1, 40)  # update 19 of the 20 taught ones
+    rs, after = run(rs, 1, 40)  # update 20: plain PPO
+    assert float(first["teacher_coef"]) == pytest.approx(2.0)
+    assert float(mid["teacher_coef"]) == pytest.approx(2.0 / 20, rel=1e-4)
+    assert float(after["teacher_coef"]) == 0.0
+    assert float(mid["teacher_loss"]) < 0.6 * float(first["teacher_loss"])
 
 
 def test_ppo_jax_resume_mismatch_is_refused(tmp_path):

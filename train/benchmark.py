@@ -125,8 +125,8 @@ def format_benchmark(s: dict) -> str:
         for g in learned:
             x = r["learned"][g]
             closed = f" ({x['gap_closed']:+.0%})" if x["gap_closed"] is not None else ""
-            cells += f"{x['mean']:.3f} [{x['min_run']:.3f}, {x['max_run']:.3f}]{closed}".rjust(30)
-        lines.append(f"{scen[:31]:32}{r['oracle']:>8.3f}{base:>26}{cells}")
+            cells += " " + f"{x['mean']:.3f} [{x['min_run']:.3f}, {x['max_run']:.3f}]{closed}".rjust(29)
+        lines.append(f"{scen[:31]:32}{r['oracle']:>8.3f} {base:>25}{cells}")
     lines.append("")
     lines.append(f"{'policy':34}{'IQM':>8}{'95% CI':>18}{'mean':>8}{'P(>' + h + ')':>12}")
     for g, a in sorted(s["policies"].items(), key=lambda kv: -kv[1]["iqm"]):

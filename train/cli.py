@@ -35,7 +35,7 @@ def _estimate(args) -> int:
     from memgym.sim.estimate import estimate, format_table
 
     result = estimate(args.model, args.hardware, args.batch, args.context, phase=args.phase,
-                      ideal=args.ideal, tp=args.tp, dtype=args.dtype)
+                      ideal=args.ideal, tp=args.tp, dtype=args.dtype, decode_attention=args.decode_attention)
     if args.json and result.get("warning"):
         print(result["warning"], file=sys.stderr)  # the table shows it on its first line
     print(dumps(result) if args.json else format_table(result))
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tp", type=integer(1), default=1, help="tensor-parallel degree (divides the model's heads)")
     e.add_argument("--dtype", default=None, help="override the model's element type (fp16, int8, ...)")
     e.add_argument("--ideal", action="store_true", help="pure roofline: efficiencies 1, no fixed overheads")
+    e.add_argument("--decode-attention", choices=("fused", "unfused"), default=None,
+                   help="decode attention as one fused kernel (scores on chip) or three kernels that write and "
+                        "read the scores (default: the preset's choice, fused unless it says otherwise)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=_estimate)
 

@@ -45,6 +45,7 @@ import shutil
 import yaml
 
 from memgym.envs import distribution, registry
+from memgym.policies import policy_names
 from memgym.sim.config import ConfigError, preset_path, presets  # noqa: F401 (presets: re-exported)
 
 from .files import remove_stale_temps, write_atomic
@@ -156,7 +157,7 @@ def _check_env_params(env_id, env_params, file, key="env_params"):
     raise ConfigError(file, key, f"rejected: {err}")
 
 
-def _check_ppo_jax_hyperparameters(hp, file):
+def _check_ppo_jax_hyperparameters(hp, file, env_id):
     from .ppo_jax import HYPERPARAMETERS, default_hyperparameters
 
     out = default_hyperparameters()
@@ -178,6 +179,8 @@ def _check_ppo_jax_hyperparameters(hp, file):
             raise ConfigError(file, where, f"must be true or false, got {_type_name(v)}")
         if kind == "sizes" and not (isinstance(v, list) and v and all(_is_int(x) and 0 < x <= MAX_COUNT for x in v)):
             raise ConfigError(file, where, f"must be a list of positive integers (layer widths), got {v!r}")
+        if kind == "policy" and v is not None and v not in (names := policy_names(env_id)):
+            raise ConfigError(file, where, f"must be null or a policy of {env_id} ({', '.join(names)}), got {v!r}")
         if isinstance(kind, tuple) and v not in kind:
             raise ConfigError(file, where, f"must be one of {', '.join(kind)}, got {v!r}")
         out[k] = float(v) if kind in ("float", "fraction") else v
@@ -264,7 +267,7 @@ def validate(d, file="<dict>") -> Experiment:
     _check_env_params(env_id, env_params, file)
     hp = _mapping(d, "hyperparameters", file)
     if algorithm == "ppo_jax":
-        hp = _check_ppo_jax_hyperparameters(hp, file)
+        hp = _check_ppo_jax_hyperparameters(hp, file, env_id)
         batch = num_envs * hp["num_steps"]
         if batch % hp["num_minibatches"]:
             raise ConfigError(file, "hyperparameters.num_minibatches",

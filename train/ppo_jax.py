@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 from memgym.envs.core import rollout
-from memgym.envs.distribution import lift, make_env
+from memgym.envs.distribution import Randomized, lift, make_env
 from memgym.policies import get_policy, heuristic_name
 from memgym.policies.learned import (
     ObsNorm, arrays_to_tree, checkpoint_paths, entropy, forward, init_network, load_newest, log_prob,
@@ -70,6 +70,13 @@ HYPERPARAMETERS = {
     "activation": ("tanh", ("tanh", "relu")),
     "normalize_obs": (False, "bool"),  # running mean/var of the features (they are already O(1))
     "reward_scale": (0.1, "float"),  # rewards × this in the update only (logged returns stay unscaled)
+    # Kickstarting (Schmitt et al. 2018, arXiv 1803.03835): a teacher policy of the environment (a registered
+    # policy name, e.g. "oracle") adds −teacher_coef · log π(teacher's action) to the loss, the coefficient
+    # decaying linearly to 0 over the first teacher_frac of the run; the rest of the run is plain PPO.
+    "teacher": (None, "policy"),
+    "teacher_coef": (1.0, "float"),
+    "teacher_frac": (0.5, "fraction"),
+    "teacher_share": (0.25, "fraction"),  # the share of environments the teacher labels (it may be costly)
 }
 
 
@@ -100,6 +107,8 @@ class Transition(NamedTuple):
     terminated: jax.Array
     truncated: jax.Array
     final_value: jax.Array  # V(info["final_observation"]), the bootstrap target of a truncated step
+    teacher: jax.Array  # the teacher's action (zeros without a teacher or outside the taught environments)
+    taught: jax.Array  # f32: 1 where the teacher labelled the step
 
 
 class Trainer(NamedTuple):
@@ -135,6 +144,7 @@ def _explained_variance(values, targets):
 
 STAT_NAMES = ("loss", "value_loss", "policy_gradient_loss", "entropy_loss", "approx_kl", "clip_fraction",
               "explained_variance", "learning_rate")
+TEACHER_STATS = ("teacher_loss", "teacher_coef")
 
 
 def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
@@ -153,6 +163,10 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
     tx = optax.chain(optax.clip_by_global_norm(hp["max_grad_norm"]), optax.scale_by_adam(eps=1e-5))
     v_reset = jax.vmap(env.reset, in_axes=(0, None))
     v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    teacher, n_taught = None, max(1, round(hp["teacher_share"] * num_envs))
+    if hp["teacher"] is not None:
+        teacher = get_policy(env.id, hp["teacher"])
+        teacher = jax.vmap(lift(teacher) if isinstance(env, Randomized) else teacher, in_axes=(0, 0, 0, None))
 
     def init(key):
         k_net, k_env, k_run = jax.random.split(key, 3)
@@ -168,6 +182,10 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
         logits, value = forward(rs.net, rs.obs_norm, rs.obs.features, act)
         action = sample_action(k_act, logits, rs.obs.action_mask, nvec)
         logp = log_prob(logits, rs.obs.action_mask, action, nvec)
+        taught = jnp.zeros_like(action)
+        if teacher is not None:  # the first n_taught environments
+            head = jax.tree_util.tree_map(lambda x: x[:n_taught], (rs.obs, rs.env_state))
+            taught = taught.at[:n_taught].set(teacher(jax.random.split(k_act, n_taught), *head, params))
         obs, env_state, reward, term, trunc, info = v_step(jax.random.split(k_env, num_envs), rs.env_state,
                                                            action, params)
         final_value = value_of(rs.net, rs.obs_norm, info["final_observation"].features, act)
@@ -182,12 +200,13 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
         for m in metric_names:
             stats["env/" + m] += info["metrics"][m].sum()
         tr = Transition(rs.obs.features, rs.obs.action_mask, action, logp, value,
-                        reward * hp["reward_scale"], term, trunc, final_value)
+                        reward * hp["reward_scale"], term, trunc, final_value, taught,
+                        (jnp.arange(num_envs) < n_taught).astype(jnp.float32))
         rs = rs._replace(env_state=env_state, obs=obs, key=key, ep_return=jnp.where(done, 0.0, ep_return),
                          ep_length=jnp.where(done, 0, ep_length))
         return (rs, stats), tr
 
-    def loss_fn(net, obs_norm, mb: Transition, advantages, targets):
+    def loss_fn(net, obs_norm, mb: Transition, advantages, targets, teacher_coef):
         logits, value = forward(net, obs_norm, mb.features, act)
         logp = log_prob(logits, mb.mask, mb.action, nvec)
         log_ratio = logp - mb.log_prob
@@ -197,9 +216,15 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
         value_loss = ((targets - value) ** 2).mean()
         ent = entropy(logits, mb.mask, nvec).mean()
         loss = pg_loss + hp["vf_coef"] * value_loss - hp["ent_coef"] * ent
-        aux = {"value_loss": value_loss, "policy_gradient_loss": pg_loss, "entropy_loss": -ent,
+        aux = {}
+        if teacher is not None:
+            nll = -log_prob(logits, mb.mask, mb.teacher, nvec)
+            teacher_loss = (nll * mb.taught).sum() / jnp.maximum(mb.taught.sum(), 1.0)
+            loss = loss + teacher_coef * teacher_loss
+            aux = {"teacher_loss": teacher_loss, "teacher_coef": teacher_coef}
+        aux.update({"value_loss": value_loss, "policy_gradient_loss": pg_loss, "entropy_loss": -ent,
                "approx_kl": ((ratio - 1) - log_ratio).mean(),
-               "clip_fraction": (jnp.abs(ratio - 1) > clip_eps).mean()}
+               "clip_fraction": (jnp.abs(ratio - 1) > clip_eps).mean()})
         return loss, aux
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -211,12 +236,14 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
                                           traj.terminated, traj.truncated, gamma, lam)
         frac = jnp.clip(1.0 - rs.update.astype(jnp.float32) / horizon, 0.0, 1.0)
         lr = hp["learning_rate"] * (frac if hp["anneal_lr"] else 1.0)
+        progress = rs.update.astype(jnp.float32) / jnp.maximum(hp["teacher_frac"] * horizon, 1e-9)
+        teacher_coef = hp["teacher_coef"] * jnp.clip(1.0 - progress, 0.0, 1.0)
         flat = jax.tree_util.tree_map(lambda x: x.reshape((batch,) + x.shape[2:]), (traj, advantages, targets))
 
         def minibatch(carry, idx):
             net, opt_state = carry
             mb, adv, tgt = jax.tree_util.tree_map(lambda x: x[idx], flat)
-            (loss, aux), grads = grad_fn(net, rs.obs_norm, mb, adv, tgt)
+            (loss, aux), grads = grad_fn(net, rs.obs_norm, mb, adv, tgt, teacher_coef)
             updates, opt_state = tx.update(grads, opt_state, net)
             net = optax.apply_updates(net, jax.tree_util.tree_map(lambda u: -lr * u, updates))
             return (net, opt_state), dict(aux, loss=loss)
@@ -238,7 +265,7 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
         return rs, stats
 
     def zero_stats():
-        names = (*STAT_NAMES, "updates", "episodes", "ep_return_sum", "ep_length_sum", "steps",
+        names = (*STAT_NAMES, *(TEACHER_STATS if teacher is not None else ()), "updates", "episodes", "ep_return_sum", "ep_length_sum", "steps",
                  *("env/" + m for m in metric_names))
         return {n: jnp.float32(0.0) for n in names}
 
@@ -268,7 +295,7 @@ def chunk_means(stats: dict) -> dict:
     updates = max(float(stats["updates"]), 1.0)
     steps = max(float(stats["steps"]), 1.0)
     episodes = float(stats["episodes"])
-    out = {f"train/{k}": float(stats[k]) / updates for k in STAT_NAMES}
+    out = {f"train/{k}": float(stats[k]) / updates for k in (*STAT_NAMES, *TEACHER_STATS) if k in stats}
     out["rollout/ep_rew_mean"] = float(stats["ep_return_sum"]) / episodes if episodes else math.nan
     out["rollout/ep_len_mean"] = float(stats["ep_length_sum"]) / episodes if episodes else math.nan
     out.update({k: float(v) / steps for k, v in stats.items() if k.startswith("env/")})

@@ -641,7 +641,8 @@ def paper_comparison(block: dict) -> tuple[Table, Table] | None:
     rows, classes, config_rows = [], [], []
     for model, entry in entries.items():
         for policy, paper in entry["paper"].items():
-            sim = entry.get(f"speedup_{policy}", entry.get(policy))
+            given = entry.get(policy)  # reproduce h2m2's {paper, simulator, ...} entries come first
+            sim = given["simulator"] if isinstance(given, dict) else entry.get(f"speedup_{policy}", given)
             err = (sim / paper - 1.0) if isinstance(sim, (int, float)) and paper else None
             out = err is not None and abs(err) > REPRO_TOLERANCE
             rows.append([model, policy, fmt(paper), fmt(sim), "–" if err is None else f"{err:+.1%}",

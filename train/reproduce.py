@@ -39,9 +39,13 @@ def _sweep_speedups(model: str, batch: int, contexts, bins: int) -> list[dict]:
             out[name] = env.step(jax.random.PRNGKey(1), state, action, params)[2]
         m, hw = params.model, params.hw
         ctx = state.contexts.sum()
+        kv_tokens = ctx + params.batch
         t_base = asymmetric.homogeneous_time(m, params.baseline_hw, params.batch, ctx)
-        out["hierarchical"] = t_base / asymmetric.hierarchical_time(m, hw, params.batch, ctx,
-                                                                    ctx + params.batch)
+        for r in asymmetric.REPLACEMENTS:  # the strict hierarchy, per cache organisation (default first)
+            key = "hierarchical" if r == asymmetric.REPLACEMENTS[0] else f"hierarchical_{r}"
+            out[key] = t_base / asymmetric.hierarchical_time(m, hw, params.batch, ctx, kv_tokens, r)
+        # sublayer granularity with both chips on every sublayer (the env's whole_sublayer idles one chip)
+        out["whole_sublayer_shared"] = t_base / asymmetric.whole_sublayer_time(m, hw, params.batch, ctx, kv_tokens)
         return out
 
     res = jax.device_get(jax.jit(jax.vmap(point))(stacked))
@@ -62,8 +66,29 @@ def h2m2_sweeps(bins: int | None = None) -> dict:
         row["paper_h2m2"] = H2M2_PAPER[model]["h2m2"]
         row["paper"] = H2M2_PAPER[model]
         row["h2m2_over_oracle"] = row["speedup_h2m2"] / row["speedup_oracle"]
+        paper = H2M2_PAPER[model]
+        row["hierarchical"] = _versus(paper.get("hierarchical"), row["speedup_hierarchical"], HIERARCHICAL_MODEL,
+                                      {r: row[f"speedup_hierarchical_{r}"] for r in asymmetric.REPLACEMENTS[1:]})
+        row["whole_sublayer"] = _versus(paper.get("whole_sublayer"), row["speedup_whole_sublayer_shared"],
+                                        WHOLE_SUBLAYER_MODEL, {"one_chip_per_sublayer": row["speedup_whole_sublayer"]})
         result[model] = row
     return result
+
+
+HIERARCHICAL_MODEL = (
+    "HBM a direct-mapped cache of 2 MB pages in front of LPDDR (a hardware DRAM cache: KNL cache mode, 2LM), "
+    "both chips computing through it; hits by reuse distance: GQA re-reads within an iteration always, the "
+    "iteration's sweep (2C - F)/F of it for C < F < 2C; variants: fully associative LRU, hashed page placement, "
+    "a scan-resistant policy")
+WHOLE_SUBLAYER_MODEL = (
+    "each sublayer's data wholly in HBM or LPDDR (same for all layers, best of 8 that fit), both chips working "
+    "on every sublayer, the far one reading over the 960 GB/s link (H2M2's zero-copy remote access); variant: "
+    "one chip per sublayer, the other idle (the env's whole_sublayer policy)")
+
+
+def _versus(paper, simulator, model, variants):
+    return {"paper": paper, "simulator": simulator,
+            "error": None if paper is None else simulator / paper - 1.0, "model": model, "variants": variants}
 
 
 def _heads(model: str) -> int:
@@ -93,22 +118,67 @@ def h2m2_dynamic(seeds: int = 8, bins: int = 33) -> dict:
 def reproduce_h2m2(bins: int | None = None) -> dict:
     result = h2m2_sweeps(bins)
     result["dynamic"] = h2m2_dynamic()
+    result["rows"] = [{"row": n, "paper": p, "simulator": v, "error": v / p - 1.0} for n, p, v in h2m2_rows(result)]
     return result
+
+
+def h2m2_rows(result: dict) -> list[tuple]:
+    """Every figure H2M2 publishes (or that its plots give) beside the simulator's: (row, paper, simulator)."""
+    names = {"h2m2": "H2M2", "oracle": "oracle", "hierarchical": "strict hierarchy", "a_major": "A-major",
+             "q_major": "Q-major", "f_major": "F-major", "flexgen_static": "FlexGen LP (static)",
+             "whole_sublayer": "whole-sublayer"}
+    rows = []
+    for model in PAPER_CONTEXTS:
+        r = result[model]
+        sim = {k: r[f"speedup_{k}"] for k in ("h2m2", "oracle", "a_major", "q_major", "f_major", "flexgen_static")}
+        sim["hierarchical"] = _simulated(r, "hierarchical")
+        sim["whole_sublayer"] = _simulated(r, "whole_sublayer")
+        for k, paper in H2M2_PAPER[model].items():
+            rows.append((f"{model} {names[k]}", paper, sim[k]))
+        if model == "gpt3-175b":
+            rows.append((f"{model} H2M2 / hierarchy", 1.36, sim["h2m2"] / sim["hierarchical"]))
+        rows.append((f"{model} H2M2 / oracle", H2M2_OVER_ORACLE[model], r["h2m2_over_oracle"]))
+    d = result.get("dynamic")
+    if d:
+        rows += [("dynamic H2M2", H2M2_PAPER["dynamic"]["h2m2"], d["speedup_h2m2"]),
+                 ("dynamic FlexGen LP (static)", H2M2_PAPER["dynamic"]["flexgen_static"], d["speedup_flexgen_static"])]
+    return rows
+
+
+def _simulated(row: dict, name: str) -> float:
+    """The simulator's figure for a row with a {paper, simulator} entry, else its `speedup_<name>`."""
+    entry = row.get(name)
+    return entry["simulator"] if isinstance(entry, dict) else row[f"speedup_{name}"]
+
+
+H2M2_OVER_ORACLE = {"gpt3-175b": 0.97, "chinchilla-70b": 0.95, "llama2-70b": 0.98}  # Table 3 (1 - overhead)
+
+
+def format_rows(title: str, rows) -> str:
+    """paper | simulator | error, one line per published figure."""
+    lines = [title, f"| {'row':50} | {'paper':>8} | {'simulator':>9} | {'error':>7} |", f"|{'-' * 52}|{'-' * 10}|{'-' * 11}|{'-' * 9}|"]
+    for name, paper, sim in rows:
+        lines.append(f"| {name:50} | {paper:>8.3g} | {sim:>9.3g} | {sim / paper - 1:>+7.1%} |")
+    return "\n".join(lines)
 
 
 def format_h2m2(result: dict) -> str:
     lines = ["H2M2 (arXiv 2504.14893): speedup over LPDDR-only, averaged over the paper's context sweep",
              f"{'model':16}{'batch':>6}{'H2M2':>8}{'paper':>8}{'err':>7}{'oracle':>8}{'H2M2/or':>9}"
-             f"{'hier':>7}{'A-maj':>7}{'Q-maj':>7}{'F-maj':>7}{'LP':>7}{'whole':>7}"]
+             f"{'hier':>7}{'A-maj':>7}{'Q-maj':>7}{'F-maj':>7}{'LP':>7}{'whole':>7}{'1-chip':>8}"]
     for model in PAPER_CONTEXTS:
         r = result[model]
         err = r["speedup_h2m2"] / r["paper_h2m2"] - 1
         lines.append(f"{model:16}{r['batch']:>6}{r['speedup_h2m2']:>8.2f}{r['paper_h2m2']:>8.2f}{err:>+7.0%}"
-                     f"{r['speedup_oracle']:>8.2f}{r['h2m2_over_oracle']:>9.3f}{r['speedup_hierarchical']:>7.2f}"
+                     f"{r['speedup_oracle']:>8.2f}{r['h2m2_over_oracle']:>9.3f}{_simulated(r, 'hierarchical'):>7.2f}"
                      f"{r['speedup_a_major']:>7.2f}{r['speedup_q_major']:>7.2f}{r['speedup_f_major']:>7.2f}"
-                     f"{r['speedup_flexgen_static']:>7.2f}{r['speedup_whole_sublayer']:>7.2f}")
-    lines.append("paper (GPT3-175B): oracle ~1.51, hierarchical 1.07, A/Q/F-major 1.40/1.22/1.12, LP 1.30, "
-                 "whole-sublayer 1.27; Chinchilla hier 1.33; Llama2 hier 2.75, oracle 3.00")
+                     f"{r['speedup_flexgen_static']:>7.2f}{_simulated(r, 'whole_sublayer'):>7.2f}"
+                     f"{r['speedup_whole_sublayer']:>8.2f}")
+    lines.append("hier: " + HIERARCHICAL_MODEL)
+    lines.append("  " + "; ".join(f"{m}: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                       result[m].get("hierarchical", {}).get("variants", {}).items())
+                                  for m in PAPER_CONTEXTS))
+    lines.append("whole: " + WHOLE_SUBLAYER_MODEL + " (1-chip)")
     bins = ", ".join(f"{m} {result[m]['bins']}" for m in PAPER_CONTEXTS)
     lines.append(f"mapping granularity (bins per sublayer): {bins}")
     d = result.get("dynamic")
@@ -117,6 +187,8 @@ def format_h2m2(result: dict) -> str:
                      f"{d['scenario']['bins']} bins): H2M2 "
                      f"{d['speedup_h2m2']:.2f} (paper 1.48), static LP split {d['speedup_flexgen_static']:.2f} "
                      f"(paper 1.25), oracle {d['speedup_oracle']:.2f}")
+    lines += ["", format_rows("Every published row (paper figures other than 1.46/1.55/2.94 are read off its plots or "
+                              "summaries):", h2m2_rows(result))]
     return "\n".join(lines)
 
 
@@ -142,6 +214,21 @@ HYBRIDSERVE_SCENARIO = {"hardware": "a100-80gb-pcie4", "gpu_memory_gb": 80.0, "h
                         "model": "opt-66b", "prompt_len": 512, "gen_len": 128, "disk": False,
                         "flexgen_cpu_attention_rate": "t4-flexgen fitted", "flexgen_overlap": "released (ctog + max)",
                         "hybridserve_overlap": "pipelined (max)"}
+# Which FlexGen the paper measured. The headline `speedup` keeps FlexGen's released, measured overlap (the
+# weight copy serialised with the rest of the step) and gives HybridServe its pipeline; `speedup_same_overlap`
+# gives FlexGen the same pipeline. The evidence points to the first: HybridServe ran FlexGen's released system,
+# and that system's measured behaviour is what the fit describes.
+HYBRIDSERVE_OVERLAP_ASSUMPTION = (
+    "FlexGen as released and measured: T_gen = ctog + max(gtoc, dtoc, ctod, comp), HybridServe pipelined: "
+    "T = max(all). Evidence: (1) FlexGen's own cost model (experimental/cost_model.py) has the overlapped form "
+    "Tgen = max(ctog, ...) written and commented out, replaced by ctog + max(...), with constants fitted by "
+    "gradient descent on measured runs; that fit reproduces the measured OPT-30B T4 throughput here (7.14 vs "
+    "7.32 tok/s); (2) FlexGen's code path: load_weight issues the next layer's copy before compute, but "
+    "general_copy stages an unpinned host source through pin_memory() on the Python thread that also runs the "
+    "CPU attention, so the host side of the copy does not overlap (OPT-175B runs with --pin-weight 0); "
+    "(3) HybridServe's text names FlexGen (the released system) as its baseline and motivates itself by the GPU "
+    "idling while weights load over PCIe. Under this reading the paper's 2.19x compares with `speedup`; "
+    "`speedup_same_overlap` is the gain over an idealised FlexGen that pipelines as HybridServe does.")
 HS_GBS = (1, 2, 3, 4, 8, 16, 32, 64)
 
 
@@ -238,7 +325,7 @@ def hybridserve_vs_flexgen(scenario: dict | None = None, sensitivity: bool = Tru
     hs = _hybridserve_best(m, r_hs, s, n)
     fixed = _hybridserve_best(m, r_hs, s, n, block=(fg.gbs, fg.nb))
     nan = LPSolutionNaN()
-    fg_same = offload.flexgen_search(m, r_hs, s, n, max_gbs=64) if sensitivity else nan  # pipelined FlexGen
+    fg_same = offload.flexgen_search(m, r_hs, s, n, max_gbs=64)  # FlexGen with HybridServe's pipelined overlap
     fg_cpu = offload.flexgen_search(m, _scenario_rates(sc, 0.0, roofline_cpu=True), s, n,
                                     max_gbs=64) if sensitivity else nan
     p_tok = offload.placement(hs["wg"], 1 - hs["wg"], 1.0, 0.0, 0.0, 1.0, 0.0, 0.0)  # nothing cached
@@ -251,6 +338,8 @@ def hybridserve_vs_flexgen(scenario: dict | None = None, sensitivity: bool = Tru
         "fixed_batch_speedup": fixed["tokens_per_s"] / fg.tokens_per_s,
         "capacity_gain": hs["tokens_per_s"] / fixed["tokens_per_s"],
         "speedup_same_overlap": hs["tokens_per_s"] / fg_same.tokens_per_s,
+        "same_overlap_error_vs_paper": hs["tokens_per_s"] / fg_same.tokens_per_s / HYBRIDSERVE_PAPER_SPEEDUP - 1.0,
+        "overlap_assumption": HYBRIDSERVE_OVERLAP_ASSUMPTION,
         "speedup_vs_roofline_cpu_attention": hs["tokens_per_s"] / fg_cpu.tokens_per_s,
         "hybridserve": hs, "hybridserve_fixed_batch": fixed,
         "flexgen": {"tokens_per_s": fg.tokens_per_s, "gbs": fg.gbs, "num_gpu_batches": fg.nb, "percent": fg.percent(),
@@ -272,10 +361,24 @@ def reproduce_hybridserve() -> dict:
         "opt-30b, A100-80GB": hybridserve_vs_flexgen({"model": "opt-30b"}),
     }
     for v in out["other_scenarios"].values():
-        for k in ("hybridserve_fixed_batch", "flexgen_same_overlap"):
+        for k in ("hybridserve_fixed_batch", "flexgen_same_overlap", "overlap_assumption"):
             v.pop(k)
+    out["rows"] = [{"row": n, "paper": p, "simulator": v, "error": v / p - 1.0} for n, p, v in hybridserve_rows(out)]
     out["search_time_s"] = time.perf_counter() - t0
     return out
+
+
+def hybridserve_rows(result: dict) -> list[tuple]:
+    """FlexGen's and HybridServe's published figures beside the simulator's: (row, paper, simulator)."""
+    t4, h = result["flexgen_t4"], result["hybridserve_vs_flexgen"]
+    rows = [(f"FlexGen T4 {m} tok/s (measured)", FLEXGEN_T4[m]["paper"], t4[m]["tokens_per_s"]) for m in FLEXGEN_T4]
+    rows += [(f"FlexGen T4 {m} tok/s (FlexGen's own model)", FLEXGEN_T4[m]["flexgen_model"], t4[m]["tokens_per_s"])
+             for m in FLEXGEN_T4]
+    if "lp_search" in t4["opt-30b"]:
+        rows.append(("FlexGen T4 opt-30b LP search tok/s (re-run)", 7.09, t4["opt-30b"]["lp_search"]["tokens_per_s"]))
+    rows += [("HybridServe / FlexGen, FlexGen serial (headline)", HYBRIDSERVE_PAPER_SPEEDUP, h["speedup"]),
+             ("HybridServe / FlexGen, same pipelined overlap", HYBRIDSERVE_PAPER_SPEEDUP, h["speedup_same_overlap"])]
+    return rows
 
 
 def format_hybridserve(result: dict) -> str:
@@ -304,15 +407,21 @@ def format_hybridserve(result: dict) -> str:
               f"  HybridServe {h['hybridserve']['tokens_per_s']:7.2f} tok/s  {h['hybridserve']['gbs']}x"
               f"{h['hybridserve']['num_gpu_batches']}, wg {h['hybridserve']['wg']:.2f}, activation share "
               f"{h['hybridserve']['activation_share']:.2f}",
-              f"  speedup {h['speedup']:.2f}x (paper {h['paper']}x, {h['error_vs_paper']:+.0%}); at FlexGen's block "
-              f"{h['fixed_batch_speedup']:.2f}x, capacity gain {h['capacity_gain']:.2f}x",
-              f"  sensitivity: FlexGen with the pipelined overlap {h['speedup_same_overlap']:.2f}x; FlexGen CPU "
+              f"  FlexGen, HybridServe's pipelined overlap {h['flexgen_same_overlap']['tokens_per_s']:7.2f} tok/s  "
+              f"{h['flexgen_same_overlap']['gbs']}x{h['flexgen_same_overlap']['num_gpu_batches']}",
+              f"  speedup {h['speedup']:.2f}x over FlexGen's released (serial) overlap (paper {h['paper']}x, "
+              f"{h['error_vs_paper']:+.0%}); {h['speedup_same_overlap']:.2f}x with the same pipelined overlap for both "
+              f"({h['same_overlap_error_vs_paper']:+.0%})",
+              "  assumption: " + h["overlap_assumption"],
+              f"  at FlexGen's block {h['fixed_batch_speedup']:.2f}x, capacity gain {h['capacity_gain']:.2f}x",
+              f"  sensitivity: FlexGen CPU "
               f"attention at the host's roofline {h['speedup_vs_roofline_cpu_attention']:.2f}x; recompute from "
               f"token ids {h['recompute_token_ids_tokens_per_s']:.2f} tok/s"]
     for name, o in result.get("other_scenarios", {}).items():
         lines.append(f"  {name}: FlexGen {o['flexgen']['tokens_per_s']:.1f}, HybridServe "
-                     f"{o['hybridserve']['tokens_per_s']:.1f} tok/s -> {o['speedup']:.2f}x (fixed block "
-                     f"{o['fixed_batch_speedup']:.2f}x)")
+                     f"{o['hybridserve']['tokens_per_s']:.1f} tok/s -> {o['speedup']:.2f}x, same overlap "
+                     f"{o['speedup_same_overlap']:.2f}x (fixed block {o['fixed_batch_speedup']:.2f}x)")
+    lines += ["", format_rows("Every published row:", hybridserve_rows(result))]
     return "\n".join(lines)
 
 
