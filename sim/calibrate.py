@@ -5,6 +5,8 @@ Data (`sim/data/`, shipped with the package; `sim/data/README.md` gives each fil
 - Vidur's Llama-2-70B GEMM medians on A100-80GB and H100 (ms): QKV (`attn_pre_proj`), O (`attn_post_proj`),
   gate+up fused (`mlp_up_proj`), down (`mlp_down_proj`) for 1…4096 tokens at tensor parallelism 1, 2, 4, 8.
 - LLMCompass's per-kernel times of one GPT-3 175B layer on 4×A100 (TP 4), used as a validation check.
+- Published end-to-end per-token decode latencies (`published_decode_latency.csv`: gpt-fast and the PyTorch
+  blog's eager baseline, LMDeploy TurboMind), the check of the two launch profiles (`published_decode_check`).
 
 Each GEMM is costed with the project's own kernel table (`kernels.decode_kernels` with T tokens: FLOPs
 2·T·K·N, bytes = weights + activations in and out, per device under TP) and timed as `roofline.kernel_times`
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 VIDUR_CSV = "vidur_llama2_70b_gemm_medians.csv"
 LLMCOMPASS_CSV = "llmcompass_gpt3_layer_a100_tp4.csv"
+PUBLISHED_DECODE_CSV = "published_decode_latency.csv"
+VIDUR_VECTOR_COLUMNS = ("input_layernorm_ms", "post_attention_layernorm_ms", "attn_rope_ms", "mlp_act_ms", "add_ms")
 DEVICE_PRESETS = {"a100": "a100-80gb", "h100": "h100-sxm"}
 # Vidur column -> the project's kernel name
 GEMM_COLUMNS = {"attn_pre_proj_ms": "qkv_proj", "attn_post_proj_ms": "o_proj", "mlp_up_proj_ms": "ffn_up",
@@ -197,6 +201,49 @@ def llmcompass_layer(path=None) -> dict:
     return out
 
 
+# ---- launch profiles against published per-token decode latencies ------------------------------------
+
+
+def graph_vector_overhead_us(device: str = "a100", max_tokens: int = 64, path=None) -> float:
+    """The graph profile's vector overhead: the median of Vidur's kernel-only vector-op times (both norms,
+    RoPE, activation, residual add; medians per TP degree and token count) at decode sizes (<= `max_tokens`
+    tokens), TP 1-8, in microseconds. Under CUDA-graph replay the host's launch is hidden and a small kernel
+    costs its kernel-only time."""
+    raw = pd.read_csv(_require(pathlib.Path(path) if path else data_path(VIDUR_CSV)))
+    small = raw[(raw["device"] == device) & (raw["num_tokens"] <= max_tokens)]
+    med = small.groupby(["num_tensor_parallel_workers", "num_tokens"])[list(VIDUR_VECTOR_COLUMNS)].median()
+    return float(np.median(med.to_numpy()) * 1e3)
+
+
+def published_decode_check(path=None, hardware: str = "a100-80gb") -> pd.DataFrame:
+    """Every published per-token decode latency (`published_decode_latency.csv`) beside the estimate of
+    both launch profiles at the row's model, GPUs (tensor parallel), batch and mean decode context (prompt +
+    half the generated tokens): columns eager_ms, graph_ms, eager_error_pct, graph_error_pct and
+    profile_error_pct (the error of the profile that matches the row's system, its `launch` column)."""
+    from .estimate import estimate
+
+    rows = pd.read_csv(_require(pathlib.Path(path) if path else data_path(PUBLISHED_DECODE_CSV)))
+    out = rows.copy()
+    for launch in config.LAUNCH:
+        ms = [estimate(r.model, hardware, int(r.batch), int(r.context), tp=int(r.gpus), launch=launch)
+              ["per_token_latency_s"] * 1e3 for r in rows.itertuples()]
+        out[f"{launch}_ms"] = ms
+        out[f"{launch}_error_pct"] = (out[f"{launch}_ms"] / out["published_ms_per_token"] - 1.0) * 100.0
+    out["profile_error_pct"] = np.where(out["launch"] == "eager", out["eager_error_pct"], out["graph_error_pct"])
+    return out
+
+
+def format_published_check(df: pd.DataFrame) -> str:
+    """The check as a Markdown table: source | system | model/GPUs/batch/context | published | eager | graph."""
+    lines = ["| source | system (profile) | model, GPUs x A100, batch, context | published ms/token | eager ms "
+             "(error) | graph ms (error) |", "|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.source} | {r.system.split(' (')[0]} ({r.launch}) | {r.model}, {r.gpus}, {r.batch}, "
+                     f"{r.context} | {r.published_ms_per_token:.2f} | {r.eager_ms:.2f} ({r.eager_error_pct:+.0f} %) | "
+                     f"{r.graph_ms:.2f} ({r.graph_error_pct:+.0f} %) |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     """Print the fit (the numbers to copy into configs/hardware/{a100-80gb,h100-sxm}.yaml) and the errors."""
     points = load_gemm_points()
@@ -213,6 +260,10 @@ def main() -> int:
     for phase, r in llmcompass_layer().items():
         print(f"{phase:>8}: measured {r['measured_s'] * 1e3:8.3f} ms, estimated {r['estimated_s'] * 1e3:8.3f} ms,"
               f" error {r['error_pct']:+6.1f} %")
+    print("\nGraph-profile vector overhead (median of Vidur's kernel-only vector ops, <= 64 tokens): "
+          + ", ".join(f"{d} {graph_vector_overhead_us(d):.1f} us" for d in DEVICE_PRESETS))
+    print("\nPublished per-token decode latency vs the two launch profiles (a100-80gb):")
+    print(format_published_check(published_decode_check()))
     return 0
 
 

@@ -147,10 +147,13 @@ def load_model(name, dtype: str | None = None) -> ModelSpec:
     return _load_model(*_cache_key("models", name), dtype)
 
 
-def load_hardware(name, ideal: bool = False) -> HardwareSpec:
-    """A hardware preset (or YAML path) as a HardwareSpec; `ideal=True` gives the pure roofline. Built once
-    per file version."""
-    return _load_hardware(*_cache_key("hardware", name), ideal)
+def load_hardware(name, ideal: bool = False, launch: str = "eager") -> HardwareSpec:
+    """A hardware preset (or YAML path) as a HardwareSpec; `ideal=True` gives the pure roofline. `launch`
+    picks the per-kernel overhead table: 'eager' (`calibration.overhead_us`, the default) or 'graph'
+    (`calibration.overhead_us_graph`: CUDA-graph-captured decode). Built once per file version."""
+    if launch not in LAUNCH:
+        raise ConfigError("<argument>", "launch", f"must be one of {list(LAUNCH)}, got {launch!r}")
+    return _load_hardware(*_cache_key("hardware", name), ideal, launch)
 
 
 @functools.lru_cache(maxsize=128)
@@ -191,12 +194,16 @@ HW_KEYS = {"name", "source", "notes", "tiers", "sites", "links", "calibration", 
 TIER_KEYS = {"capacity_gb", "bw_gbps", "latency_ns", "energy_pj_per_bit", "cost_usd_per_gb", "source"}
 SITE_KEYS = {"peak_tflops", "reaches", "source"}
 CAL_KEYS = {"eff_compute", "eff_memory", "overhead_us", "overlap", "matrix_fill_rows",
-            "kv_reads_per_query_head", "decode_attention", "source", "notes"}
+            "kv_reads_per_query_head", "decode_attention", "source", "notes", "overhead_us_graph"}
 DECODE_ATTENTION = {"fused": 1.0, "unfused": 0.0}
+# launch profiles -> whether norms run inside the residual add (1) or on their own (0). eager: PyTorch
+# launching every kernel from Python, `calibration.overhead_us`; graph: a serving engine's CUDA-graph-captured
+# decode with fused residual-add + norm, `calibration.overhead_us_graph`.
+LAUNCH = {"eager": 0.0, "graph": 1.0}
 
 
 @functools.lru_cache(maxsize=128)
-def _load_hardware(name, _mtime_ns, ideal: bool = False) -> HardwareSpec:
+def _load_hardware(name, _mtime_ns, ideal: bool = False, launch: str = "eager") -> HardwareSpec:
     d, path = load_raw("hardware", name)
     _check_keys(d, HW_KEYS, path)
     if "source" not in d:
@@ -255,6 +262,18 @@ def _load_hardware(name, _mtime_ns, ideal: bool = False) -> HardwareSpec:
     over = _get(cal, "overhead_us", path, "calibration.", kind=dict)
     eff_compute = np.array([_get(effc, u, path, "calibration.eff_compute.") for u in UNITS])
     overhead = np.array([_get(over, u, path, "calibration.overhead_us.", allow_zero=True) * 1e-6 for u in UNITS])
+    if "overhead_us_graph" in cal or launch == "graph":  # validated whenever present, required for 'graph'
+        if "overhead_us_graph" not in cal:
+            raise ConfigError(path, "calibration.overhead_us_graph",
+                              "missing: launch='graph' needs the preset's graph-captured overhead table "
+                              "(matrix, matvec, vector in us); presets with one: "
+                              + ", ".join(p for p in presets("hardware") if _has_graph_table(p)))
+        over_g = _get(cal, "overhead_us_graph", path, "calibration.", kind=dict)
+        _check_keys(over_g, UNITS, path, "calibration.overhead_us_graph.")
+        overhead_graph = np.array([_get(over_g, u, path, "calibration.overhead_us_graph.", allow_zero=True) * 1e-6
+                                   for u in UNITS])
+        if launch == "graph":
+            overhead = overhead_graph
     eff_memory = _get(cal, "eff_memory", path, "calibration.")
     for key, v in [("eff_memory", eff_memory)] + [(f"eff_compute.{u}", e) for u, e in zip(UNITS, eff_compute)]:
         if v > 1:
@@ -292,6 +311,13 @@ def _load_hardware(name, _mtime_ns, ideal: bool = False) -> HardwareSpec:
 
         hw = _ideal(hw)
     return hw
+
+
+def _has_graph_table(name) -> bool:
+    try:
+        return "overhead_us_graph" in (load_raw("hardware", name)[0].get("calibration") or {})
+    except ConfigError:
+        return False
 
 
 def check_fits(model: ModelSpec, hw: HardwareSpec, model_name="model", hw_name="hardware", tp: int = 1,

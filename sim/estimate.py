@@ -30,29 +30,36 @@ def spill_placement(hw: HardwareSpec, need_bytes: float, site: int = MAIN) -> np
     return np.tile(frac, (len(TENSORS), 1)).astype(np.float32)
 
 
-def kernel_table(model: ModelSpec, hw: HardwareSpec, batch, context, phase: str, tp: int = 1):
+def kernel_table(model: ModelSpec, hw: HardwareSpec, batch, context, phase: str, tp: int = 1,
+                 fused_norm: float = 0.0):
     if phase == "decode":
         return decode_kernels(model, batch, batch * context, tp=tp,
                               kv_reads_per_query_head=hw.kv_reads_per_query_head,
-                              fused_attention=hw.decode_attention_fused)
+                              fused_attention=hw.decode_attention_fused, fused_norm=fused_norm)
     if phase == "prefill":
-        return prefill_kernels(model, batch, context, tp=tp)
+        return prefill_kernels(model, batch, context, tp=tp, fused_norm=fused_norm)
     raise ValueError(f"phase must be 'decode' or 'prefill', got {phase!r}")
 
 
 def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, context: int,
              phase: str = "decode", ideal: bool = False, tp: int = 1, dtype: str | None = None,
-             decode_attention: str | None = None) -> dict:
+             decode_attention: str | None = None, launch: str = "eager") -> dict:
     """Cost of one iteration: `batch` sequences at `context` tokens (decode: one new token each over a
     context of `context`; prefill: a prompt of `context` tokens). `decode_attention` ('fused' | 'unfused')
-    overrides the preset's choice. Returns a JSON-ready dict with `iteration_time_s`, per-token figures and a
-    `kernels` list (one decoder layer, times in seconds). The LM head runs vocabulary-parallel under `tp`."""
+    overrides the preset's choice. `launch` is the launch profile: 'eager' (the default: every kernel
+    launched from PyTorch, the preset's `calibration.overhead_us`) or 'graph' (a serving engine: CUDA-graph
+    replay, `calibration.overhead_us_graph`, with each norm fused into the residual add before it; prefill
+    gets the same table, where overheads are a negligible share); a HardwareSpec argument keeps its own
+    overheads and `launch` only fuses the norms. Returns a JSON-ready dict with `iteration_time_s`, per-token
+    figures and a `kernels` list (one decoder layer, times in seconds). The LM head runs vocabulary-parallel under `tp`."""
     batch = validate.number(batch, validate.SCENARIO["batch"], "<arguments>", "batch")
     context = validate.number(context, validate.TOKENS, "<arguments>", "context")
     tp = validate.number(tp, validate.COUNT, "<arguments>", "tp")
+    if launch not in config.LAUNCH:
+        raise validate.ConfigError("<arguments>", "launch", f"must be one of {list(config.LAUNCH)}, got {launch!r}")
     m_name, h_name = (model if isinstance(model, str) else "<spec>"), (hardware if isinstance(hardware, str) else "<spec>")
     m = config.load_model(model, dtype=dtype) if isinstance(model, str) else model
-    hw = config.load_hardware(hardware) if isinstance(hardware, str) else hardware
+    hw = config.load_hardware(hardware, launch=launch) if isinstance(hardware, str) else hardware
     heads, kv_heads = int(m.n_heads), int(m.n_kv_heads)
     if heads % tp or (kv_heads % tp and tp % kv_heads):
         valid = [d for d in range(1, heads + 1) if heads % d == 0 and (kv_heads % d == 0 or d % kv_heads == 0)]
@@ -66,7 +73,7 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
         hw = replace(hw, decode_attention_fused=config.DECODE_ATTENTION[decode_attention])
     if isinstance(hardware, str):
         config.check_fits(m, hw, m_name, h_name, tp=tp, batch=batch, context=context)
-    table = kernel_table(m, hw, batch, context, phase, tp)
+    table = kernel_table(m, hw, batch, context, phase, tp, fused_norm=config.LAUNCH[launch])
     need = float(weight_bytes(m)) / tp + float(kv_bytes_per_token(m)) * batch * context / tp
     placement = spill_placement(hw, need)
     t = kernel_times(table, hw, MAIN, placement)
@@ -80,16 +87,21 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
     iteration_s = n_layers * layer_s + head_s
     bounds = bound_of(t)
     kernels = []
+    # one host copy of each array (indexing a device array per element costs a dispatch each)
+    flops, nbytes, comm = (np.asarray(x) for x in (table.flops, table.bytes, table.comm_bytes))
+    tn = {key: np.asarray(t[key]) for key in ("compute_s", "memory_s", "time_s")}
     for k, name in enumerate(KERNELS):
-        row = {"name": name, "flops": float(table.flops[k])}
+        row = {"name": name, "flops": float(flops[k])}
         for c, cls in enumerate(TENSORS):
-            row[f"bytes_{cls}"] = float(table.bytes[k, c])
-        row.update(comm_bytes=float(table.comm_bytes[k]), compute_s=float(t["compute_s"][k]),
-                   memory_s=float(t["memory_s"][k]), time_s=float(t["time_s"][k]), bound=str(bounds[k]))
+            row[f"bytes_{cls}"] = float(nbytes[k, c])
+        row.update(comm_bytes=float(comm[k]), compute_s=float(tn["compute_s"][k]),
+                   memory_s=float(tn["memory_s"][k]), time_s=float(tn["time_s"][k]), bound=str(bounds[k]))
         kernels.append(row)
     return {
         "model": m_name, "hardware": h_name, "phase": phase, "batch": int(batch), "context": int(context),
-        "tp": int(tp), "ideal": bool(ideal), "decode_attention": "fused" if float(hw.decode_attention_fused) else "unfused", "placement": {TIERS[i]: float(placement[0, i]) for i in range(len(TIERS)) if placement[0, i] > 0},
+        "tp": int(tp), "ideal": bool(ideal), "decode_attention": "fused" if float(hw.decode_attention_fused) else "unfused",
+        "launch": launch,
+        "placement": {TIERS[i]: float(placement[0, i]) for i in range(len(TIERS)) if placement[0, i] > 0},
         "iteration_time_s": iteration_s,
         "layer_time_s": layer_s,
         "lm_head_s": head_s,
@@ -123,7 +135,7 @@ def format_table(result: dict) -> str:
     """The estimate as a plain-text table (what `memgym estimate` prints)."""
     head = (f"{result['model']} on {result['hardware']}: {result['phase']}, batch {result['batch']}, "
             f"context {result['context']}, tp {result['tp']}{' (ideal roofline)' if result['ideal'] else ''}, "
-            f"{result['decode_attention']} decode attention; "
+            f"{result['decode_attention']} decode attention, {result.get('launch', 'eager')} launch; "
             "tensors in " + ", ".join(f"{t} {f:.0%}" for t, f in result["placement"].items()))
     cols = ["kernel", "GFLOP", "W MB", "A MB", "KV MB", "compute us", "memory us", "time us", "bound"]
     lines = ([result["warning"]] if result.get("warning") else []) + [head, "one decoder layer:", " ".join(f"{c:>{14 if i == 0 else 12}}" for i, c in enumerate(cols))]

@@ -16,6 +16,10 @@ Formulas count the minimum DRAM bytes of unfused kernels; a multiply-add is 2 FL
 - GQA: the QKᵀ and AV kernels read each KV head once (`kv_reads_per_query_head = 0`), or once per query head
   (`= 1`, a per-head GEMV kernel with no reuse across the group); the hardware spec chooses.
 - Tensor parallelism t divides h, h_kv (never below one KV head) and d_ff, and adds two ring all-reduces.
+- Norms run on their own by default (`fused_norm=0`: eager PyTorch). `fused_norm=1` is what serving engines
+  run (vLLM's `fused_add_rms_norm`, TensorRT-LLM, TurboMind): each norm runs inside the residual add before
+  it (the attention norm inside the previous layer's FFN residual), so it pays no launch of its own and does
+  not read the sum back: its activation bytes drop from 2·T·d to T·d (written once).
 """
 
 from __future__ import annotations
@@ -78,10 +82,12 @@ def _dtype(m: ModelSpec):
     return jnp.result_type(m.d_model, jnp.float32)
 
 
-def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention_activations, fused=1.0):
+def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention_activations, fused=1.0,
+           fused_norm=0.0):
     """Assemble the table. tokens T; attn_pairs Σ(query × key) pairs; kv_tokens_read K/V rows read;
     `attention_activations(h)` gives the activation bytes of (attn_score, softmax, attn_context); `fused`:
-    softmax and AV run inside the QKᵀ kernel (1) or as kernels of their own (0).
+    softmax and AV run inside the QKᵀ kernel (1) or as kernels of their own (0); `fused_norm`: each norm
+    runs inside the residual add before it (1) or on its own (0).
     Built from per-kernel scalars stacked once (no scatter chains: this runs inside every env step)."""
     f32 = _dtype(m)
     tokens, attn_pairs, kv_tokens_read = (jnp.asarray(x, f32) for x in (tokens, attn_pairs, kv_tokens_read))
@@ -103,10 +109,12 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention
         arr[name] = value
         return arr
 
-    # norms: read and write T·d activations, read the gains (and biases)
+    # norms: read and write T·d activations, read the gains (and biases); fused into the residual add, the
+    # read of the sum is gone (the add kernel holds it on chip) and only the normed output is written
+    fused_norm = jnp.asarray(fused_norm, f32)
     for name in ("norm_attn", "norm_ffn"):
         flops = put(flops, name, 7.0 * T * d)
-        a = put(a, name, 2.0 * T * d * ba)
+        a = put(a, name, (2.0 - fused_norm) * T * d * ba)
         w = put(w, name, m.norm_params * d * bw)
     # QKV projection
     flops = put(flops, "qkv_proj", 2.0 * T * d * qkv_width)
@@ -155,17 +163,20 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention
     classes = {WEIGHTS: w, ACTIVATIONS: a, KV: kv}
     nbytes = jnp.stack([vec(classes.get(c, {})) for c in range(len(TENSORS))], axis=-1)
     fused = jnp.asarray(fused, f32)
+    own = ("softmax", "attn_context", "norm_attn", "norm_ffn")
     launches = vec({"softmax": 1.0 - fused + zero, "attn_context": 1.0 - fused + zero,
-                    **{k: 1.0 + zero for k in KERNELS if k not in ("softmax", "attn_context")}})
+                    "norm_attn": 1.0 - fused_norm + zero, "norm_ffn": 1.0 - fused_norm + zero,
+                    **{k: 1.0 + zero for k in KERNELS if k not in own}})
     return KernelTable(flops=vec(flops), bytes=nbytes, comm_bytes=vec(comm), rows=tokens, unit=unit,
                        launches=launches)
 
 
 def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_head=0.0,
-                   fused_attention=1.0) -> KernelTable:
+                   fused_attention=1.0, fused_norm=0.0) -> KernelTable:
     """One decode iteration of one layer: `batch` sequences, one new token each, ΣL = `context_sum` cached
     tokens attended (per layer). Fused attention (1, the default) keeps the scores on chip; unfused (0)
-    writes and reads them once each (QKᵀ writes, softmax reads and writes, AV reads)."""
+    writes and reads them once each (QKᵀ writes, softmax reads and writes, AV reads). `fused_norm` (0 by
+    default, 1 for serving engines) runs each norm inside the residual add before it."""
     f = _dtype(m)
     batch = jnp.asarray(batch, f)
     context_sum = jnp.asarray(context_sum, f)
@@ -179,11 +190,12 @@ def decode_kernels(m: ModelSpec, batch, context_sum, tp=1, kv_reads_per_query_he
         return q_bytes + scores, 2.0 * scores, scores + q_bytes
 
     return _table(m, batch, context_sum, context_sum * reads, tp, _UNIT_DECODE, attention_activations,
-                  fused=fused_attention)
+                  fused=fused_attention, fused_norm=fused_norm)
 
 
-def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -> KernelTable:
-    """A prefill chunk of `chunk` tokens for each of `batch` sequences after `prefix` cached tokens."""
+def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True, fused_norm=0.0) -> KernelTable:
+    """A prefill chunk of `chunk` tokens for each of `batch` sequences after `prefix` cached tokens
+    (`fused_norm` as in `decode_kernels`)."""
     f = _dtype(m)
     batch, chunk, prefix = (jnp.asarray(x, f) for x in (batch, chunk, prefix))
     pairs_per_seq = chunk * prefix + (chunk * (chunk + 1.0) / 2.0 if causal else chunk * chunk)
@@ -194,7 +206,7 @@ def prefill_kernels(m: ModelSpec, batch, chunk, prefix=0.0, tp=1, causal=True) -
         return qo, jnp.zeros_like(qo), qo
 
     return _table(m, batch * chunk, batch * pairs_per_seq, batch * (prefix + chunk), tp, _UNIT_PREFILL,
-                  attention_activations, fused=1.0)
+                  attention_activations, fused=1.0, fused_norm=fused_norm)
 
 
 def lm_head(m: ModelSpec, tokens, tp=1):

@@ -35,7 +35,8 @@ def _estimate(args) -> int:
     from memgym.sim.estimate import estimate, format_table
 
     result = estimate(args.model, args.hardware, args.batch, args.context, phase=args.phase,
-                      ideal=args.ideal, tp=args.tp, dtype=args.dtype, decode_attention=args.decode_attention)
+                      ideal=args.ideal, tp=args.tp, dtype=args.dtype, decode_attention=args.decode_attention,
+                      launch=args.launch)
     if args.json and result.get("warning"):
         print(result["warning"], file=sys.stderr)  # the table shows it on its first line
     print(dumps(result) if args.json else format_table(result))
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--decode-attention", choices=("fused", "unfused"), default=None,
                    help="decode attention as one fused kernel (scores on chip) or three kernels that write and "
                         "read the scores (default: the preset's choice, fused unless it says otherwise)")
+    e.add_argument("--launch", choices=("eager", "graph"), default="eager",
+                   help="launch profile: eager (every kernel launched from PyTorch, the preset's calibration."
+                        "overhead_us; the default) or graph (a serving engine's CUDA-graph-captured decode with "
+                        "fused residual-add + norm, calibration.overhead_us_graph)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=_estimate)
 
