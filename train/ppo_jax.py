@@ -23,6 +23,11 @@ Differences from PureJaxRL worth knowing:
 - Value loss is SB3's (unclipped MSE, weighted by vf_coef); advantages normalised per minibatch.
 - The learning rate decays linearly to 0 at `horizon` updates, a traced argument, so a resumed run with a
   longer target continues the decay without recompiling.
+- Optional kickstarting (`teacher: <policy name>`): a registered policy labels the steps of the first
+  `teacher_share` of the environments, and −teacher_coef · log π(teacher's action) joins the loss with a
+  coefficient decaying linearly to 0 at `teacher_frac` of the run (logged as `train/teacher_loss`,
+  `train/teacher_coef`). The generalists use the oracle as teacher: PPO alone settles next to the heuristic's
+  hint, a local optimum that the oracle's joint moves (several sublayers at once) lead out of.
 """
 
 from __future__ import annotations
