@@ -270,7 +270,8 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
         return rs, stats
 
     def zero_stats():
-        names = (*STAT_NAMES, *(TEACHER_STATS if teacher is not None else ()), "updates", "episodes", "ep_return_sum", "ep_length_sum", "steps",
+        names = (*STAT_NAMES, *(TEACHER_STATS if teacher is not None else ()), "updates", "episodes",
+                 "ep_return_sum", "ep_length_sum", "steps",
                  *("env/" + m for m in metric_names))
         return {n: jnp.float32(0.0) for n in names}
 
