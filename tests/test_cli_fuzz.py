@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from memgym.train import cli
+from test_validate import set_dotted
 
 TINY = {"name": "t", "env": "KernelMapping-v0", "algorithm": "ppo_jax", "total_timesteps": 256,
         "env_params": {"model": "llama2-70b", "batch": 8, "bins": 4, "max_steps": 8}}
@@ -47,13 +48,7 @@ def _run_folder(d, config=True, ckpt=None, cfg_text=None, name="run"):
 
 
 def _hw(d, key, value):
-    hw = yaml.safe_load(yaml.safe_dump(HW))
-    node = hw
-    *parents, last = key.split(".")
-    for p in parents:
-        node = node[p]
-    node[last] = value
-    d.joinpath("hw.yaml").write_text(yaml.safe_dump(hw))
+    d.joinpath("hw.yaml").write_text(yaml.safe_dump(set_dotted(HW, key, value)))
     return "hw.yaml"
 
 

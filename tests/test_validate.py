@@ -151,7 +151,8 @@ HW_RAW = {n: config.load_raw("hardware", n)[0] for n in ("a100-80gb", "h2m2-hbm3
 MODEL_RAW = config.load_raw("models", "llama2-70b")[0]
 
 
-def _set(d, dotted, value):
+def set_dotted(d, dotted, value):
+    """A deep copy of `d` with the dotted key set."""
     d = yaml.safe_load(yaml.safe_dump(d))
     node = d
     *parents, last = dotted.split(".")
@@ -168,7 +169,7 @@ def test_hardware_presets_refuse_bad_numbers_by_key(tmp_path_factory, data, valu
     raw = HW_RAW[name]
     key = data.draw(st.sampled_from([k for k in _hw_leaves(raw) if not k.startswith(("flexgen_fitted",))]))
     path = tmp_path_factory.mktemp("hw") / "hw.yaml"
-    path.write_text(yaml.safe_dump(_set(raw, key, value)))
+    path.write_text(yaml.safe_dump(set_dotted(raw, key, value)))
     try:
         hw = config.load_hardware(path)
         if "secure_remote" in raw:
@@ -190,7 +191,7 @@ def test_hardware_presets_refuse_bad_numbers_by_key(tmp_path_factory, data, valu
                                        ("n_positions", math.nan), ("d_ff", True)])
 def test_model_presets_refuse_bad_numbers_by_key(tmp_path, key, value):
     path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump(_set(MODEL_RAW, key, value)))
+    path.write_text(yaml.safe_dump(set_dotted(MODEL_RAW, key, value)))
     with pytest.raises(ConfigError) as e:
         config.load_model(path)
     assert e.value.key == key and e.value.file == str(path)
