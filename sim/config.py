@@ -151,9 +151,16 @@ def load_hardware(name, ideal: bool = False, launch: str = "eager") -> HardwareS
     """A hardware preset (or YAML path) as a HardwareSpec; `ideal=True` gives the pure roofline. `launch`
     picks the per-kernel overhead table: 'eager' (`calibration.overhead_us`, the default) or 'graph'
     (`calibration.overhead_us_graph`: CUDA-graph-captured decode). Built once per file version."""
+    fused_norm(launch)
+    return _load_hardware(*_cache_key("hardware", name), ideal, launch)
+
+
+def fused_norm(launch: str) -> float:
+    """Whether the launch profile fuses each norm into its residual add (1.0) or not (0.0); a clear error
+    naming the valid profiles otherwise."""
     if launch not in LAUNCH:
         raise ConfigError("<argument>", "launch", f"must be one of {list(LAUNCH)}, got {launch!r}")
-    return _load_hardware(*_cache_key("hardware", name), ideal, launch)
+    return LAUNCH[launch]
 
 
 @functools.lru_cache(maxsize=128)

@@ -55,8 +55,7 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
     batch = validate.number(batch, validate.SCENARIO["batch"], "<arguments>", "batch")
     context = validate.number(context, validate.TOKENS, "<arguments>", "context")
     tp = validate.number(tp, validate.COUNT, "<arguments>", "tp")
-    if launch not in config.LAUNCH:
-        raise validate.ConfigError("<arguments>", "launch", f"must be one of {list(config.LAUNCH)}, got {launch!r}")
+    fused_norm = config.fused_norm(launch)
     m_name, h_name = (model if isinstance(model, str) else "<spec>"), (hardware if isinstance(hardware, str) else "<spec>")
     m = config.load_model(model, dtype=dtype) if isinstance(model, str) else model
     hw = config.load_hardware(hardware, launch=launch) if isinstance(hardware, str) else hardware
@@ -73,7 +72,7 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
         hw = replace(hw, decode_attention_fused=config.DECODE_ATTENTION[decode_attention])
     if isinstance(hardware, str):
         config.check_fits(m, hw, m_name, h_name, tp=tp, batch=batch, context=context)
-    table = kernel_table(m, hw, batch, context, phase, tp, fused_norm=config.LAUNCH[launch])
+    table = kernel_table(m, hw, batch, context, phase, tp, fused_norm=fused_norm)
     need = float(weight_bytes(m)) / tp + float(kv_bytes_per_token(m)) * batch * context / tp
     placement = spill_placement(hw, need)
     t = kernel_times(table, hw, MAIN, placement)
