@@ -190,7 +190,8 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
         taught = jnp.zeros_like(action)
         if teacher is not None:  # the first n_taught environments
             head = jax.tree_util.tree_map(lambda x: x[:n_taught], (rs.obs, rs.env_state))
-            taught = taught.at[:n_taught].set(teacher(jax.random.split(k_act, n_taught), *head, params))
+            k_teach = jax.random.split(jax.random.fold_in(k_act, 1), n_taught)  # not the agent's sampling key
+            taught = taught.at[:n_taught].set(teacher(k_teach, *head, params))
         obs, env_state, reward, term, trunc, info = v_step(jax.random.split(k_env, num_envs), rs.env_state,
                                                            action, params)
         final_value = value_of(rs.net, rs.obs_norm, info["final_observation"].features, act)
