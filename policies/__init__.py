@@ -3,16 +3,11 @@ heuristic, simpler baselines, an exhaustive oracle and random; learned policies 
 
 from __future__ import annotations
 
-import importlib
-
-from memgym.envs.registry import canonical_id
-
-_MODULES = {"KernelMapping-v0": "memgym.policies.kernel_mapping", "CacheRatio-v0": "memgym.policies.cache_ratio",
-            "SecureDisagg-v0": "memgym.policies.secure_disagg"}
+from memgym.envs.registry import descriptor
 
 
 def _module(env_id: str):
-    return importlib.import_module(_MODULES[canonical_id(env_id)])
+    return descriptor(env_id).policy_module()
 
 
 def policy_names(env_id: str) -> list[str]:
