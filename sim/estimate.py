@@ -3,6 +3,10 @@ over the jittable core in `kernels` and `roofline`)."""
 
 from __future__ import annotations
 
+import functools
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import config, validate
@@ -41,6 +45,21 @@ def kernel_table(model: ModelSpec, hw: HardwareSpec, batch, context, phase: str,
     raise ValueError(f"phase must be 'decode' or 'prefill', got {phase!r}")
 
 
+@functools.partial(jax.jit, static_argnames=("phase",))
+def _numbers(m: ModelSpec, hw: HardwareSpec, batch, context, tp, fused_norm, placement, phase: str) -> dict:
+    """The arrays behind one estimate, as one compiled program per phase (`estimate` calls it with scalars,
+    as floats, so a call never retraces) and one transfer back: the layer's kernel table and times, and the LM head's."""
+    table = kernel_table(m, hw, batch, context, phase, tp, fused_norm=fused_norm)
+    t = kernel_times(table, hw, MAIN, placement)
+    head_flops, head_bytes, head_comm = lm_head(m, batch, tp=tp)
+    head_tab = type(table)(flops=head_flops[None], bytes=head_bytes[None], comm_bytes=jnp.asarray(head_comm)[None],
+                           rows=table.rows, unit=(0,))
+    return {"table": {"flops": table.flops, "bytes": table.bytes, "comm_bytes": table.comm_bytes},
+            "times": {k: t[k] for k in ("compute_s", "memory_s", "comm_s", "overhead_s", "time_s")},
+            "head": (head_flops, head_bytes, head_comm),
+            "head_s": kernel_times(head_tab, hw, MAIN, placement)["time_s"][0]}
+
+
 def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, context: int,
              phase: str = "decode", ideal: bool = False, tp: int = 1, dtype: str | None = None,
              decode_attention: str | None = None, launch: str = "eager") -> dict:
@@ -72,29 +91,23 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
         hw = replace(hw, decode_attention_fused=config.DECODE_ATTENTION[decode_attention])
     if isinstance(hardware, str):
         config.check_fits(m, hw, m_name, h_name, tp=tp, batch=batch, context=context)
-    table = kernel_table(m, hw, batch, context, phase, tp, fused_norm=fused_norm)
     need = float(weight_bytes(m)) / tp + float(kv_bytes_per_token(m)) * batch * context / tp
     placement = spill_placement(hw, need)
-    t = kernel_times(table, hw, MAIN, placement)
+    n = jax.device_get(_numbers(m, hw, float(batch), float(context), float(tp), float(fused_norm), placement, phase))
+    table, t, (head_flops, head_bytes, head_comm), head_s = n["table"], n["times"], n["head"], float(n["head_s"])
     tokens = batch * (1 if phase == "decode" else context)
-    head_flops, head_bytes, head_comm = lm_head(m, batch, tp=tp)
-    head_tab = type(table)(flops=head_flops[None], bytes=head_bytes[None], comm_bytes=np.asarray(head_comm)[None],
-                           rows=table.rows, unit=(0,))
-    head_s = float(kernel_times(head_tab, hw, MAIN, placement)["time_s"][0])
     n_layers = float(m.n_layers)
-    layer_s = float(np.asarray(t["time_s"]).sum())
+    layer_s = float(t["time_s"].sum())
     iteration_s = n_layers * layer_s + head_s
     bounds = bound_of(t)
     kernels = []
-    # one host copy of each array (indexing a device array per element costs a dispatch each)
-    flops, nbytes, comm = (np.asarray(x) for x in (table.flops, table.bytes, table.comm_bytes))
-    tn = {key: np.asarray(t[key]) for key in ("compute_s", "memory_s", "time_s")}
+    flops, nbytes, comm = table["flops"], table["bytes"], table["comm_bytes"]
     for k, name in enumerate(KERNELS):
         row = {"name": name, "flops": float(flops[k])}
         for c, cls in enumerate(TENSORS):
             row[f"bytes_{cls}"] = float(nbytes[k, c])
-        row.update(comm_bytes=float(comm[k]), compute_s=float(tn["compute_s"][k]),
-                   memory_s=float(tn["memory_s"][k]), time_s=float(tn["time_s"][k]), bound=str(bounds[k]))
+        row.update(comm_bytes=float(comm[k]), compute_s=float(t["compute_s"][k]),
+                   memory_s=float(t["memory_s"][k]), time_s=float(t["time_s"][k]), bound=str(bounds[k]))
         kernels.append(row)
     return {
         "model": m_name, "hardware": h_name, "phase": phase, "batch": int(batch), "context": int(context),
@@ -107,8 +120,8 @@ def estimate(model: str | ModelSpec, hardware: str | HardwareSpec, batch: int, c
         "lm_head_flops": float(head_flops), "lm_head_comm_bytes": float(head_comm),
         "per_token_latency_s": iteration_s if phase == "decode" else iteration_s / context,
         "tokens_per_s": tokens / iteration_s,
-        "flops_per_iteration": n_layers * float(np.asarray(table.flops).sum()) + float(head_flops),
-        "bytes_per_iteration": n_layers * float(np.asarray(table.bytes).sum()) + float(head_bytes.sum()),
+        "flops_per_iteration": n_layers * float(flops.sum()) + float(head_flops),
+        "bytes_per_iteration": n_layers * float(nbytes.sum()) + float(head_bytes.sum()),
         "kernels": kernels,
         "warning": spill_warning(m_name, batch, context, tp, need, hw, placement[0]),
     }
