@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from typing import Any, ClassVar
 
 from memgym.sim import config, validate
@@ -60,7 +61,12 @@ class Scenario:
 
     def build(self):
         """The params pytree of this scenario, built once per scenario and version of its preset files."""
-        return _build(self, tuple(config.preset_stamp(kind, getattr(self, name)) for name, kind in self.presets))
+        stamps = tuple(config.preset_stamp(kind, getattr(self, name)) for name, kind in self.presets)
+        with _BUILDING:  # threads asking for one scenario at once (a trainer and its reference run) build it once
+            return _build(self, stamps)
+
+
+_BUILDING = threading.RLock()
 
 
 @functools.lru_cache(maxsize=256)
