@@ -21,7 +21,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, Generic, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,9 @@ class Observation(NamedTuple):
 
 
 Policy = Callable[[jax.Array, Observation, Any, Any], jax.Array]
+P = TypeVar("P")  # an environment's params pytree
+S = TypeVar("S")  # its state pytree
+Info = dict[str, Any]  # "metrics" (dict of scalars), "projected" (bool); `step` adds the autoreset keys
 
 
 def split_mask(mask, nvec):
@@ -73,45 +76,47 @@ def masked_random(env):
     return policy
 
 
-class JaxEnv:
-    """Base class: subclasses implement `reset_env`, `step_env`, `action_nvec`, `feature_names` (or
-    `observation_size` alone, for unnamed features), `default_params` and list their `metric_names`; `reset`
-    and `step` add autoreset."""
+class JaxEnv(Generic[P, S]):
+    """Base class, generic in the params type P and the state type S: subclasses implement `reset_env`,
+    `step_env`, `action_nvec`, `feature_names` (or `observation_size` alone, for unnamed features),
+    `default_params` and list their `metric_names`; `reset` and `step` add autoreset."""
 
     id: ClassVar[str] = ""
     metric_names: ClassVar[tuple[str, ...]] = ()
 
     # -- to implement -----------------------------------------------------------------------------------
-    def default_params(self, **overrides):
+    def default_params(self, **overrides: Any) -> P:
         raise NotImplementedError
 
-    def reset_env(self, key, params):
+    def reset_env(self, key: jax.Array, params: P) -> tuple[Observation, S]:
         raise NotImplementedError
 
-    def step_env(self, key, state, action, params):
+    def step_env(self, key: jax.Array, state: S, action: jax.Array, params: P
+                 ) -> tuple[Observation, S, jax.Array, jax.Array, jax.Array, Info]:
         """-> (obs, state, reward, terminated, truncated, info) without autoreset; info has 'metrics' and
         'projected'."""
         raise NotImplementedError
 
-    def action_nvec(self, params) -> tuple[int, ...]:
+    def action_nvec(self, params: P) -> tuple[int, ...]:
         raise NotImplementedError
 
-    def observation_size(self, params) -> int:
+    def observation_size(self, params: P) -> int:
         """The number of features: that of `feature_names` (a subclass implements one of the two)."""
         return len(self.feature_names(params))
 
-    def observation_bounds(self, params) -> tuple[float, float]:
+    def observation_bounds(self, params: P) -> tuple[float, float]:
         """Bounds every feature lies in (the gymnasium Box uses them)."""
         return -float("inf"), float("inf")
 
-    def feature_names(self, params) -> tuple[str, ...]:
+    def feature_names(self, params: P) -> tuple[str, ...]:
         return tuple(f"f{i}" for i in range(self.observation_size(params)))
 
     # -- the contract -----------------------------------------------------------------------------------
-    def reset(self, key, params):
+    def reset(self, key: jax.Array, params: P) -> tuple[Observation, S]:
         return self.reset_env(key, params)
 
-    def step(self, key, state, action, params):
+    def step(self, key: jax.Array, state: S, action: jax.Array, params: P
+             ) -> tuple[Observation, S, jax.Array, jax.Array, jax.Array, Info]:
         nvec = tuple(self.action_nvec(params))
         if jnp.shape(action) != (len(nvec),):
             raise ValueError(f"{self.id}: an action is int32[{len(nvec)}], one entry per dimension of "
@@ -134,7 +139,7 @@ class JaxEnv:
         """The registered id (gymnax and Jumanji name environments by this attribute)."""
         return self.id
 
-    def max_steps_in_episode(self, params) -> int:
+    def max_steps_in_episode(self, params: P) -> int:
         """Steps by which every episode has ended (terminated or truncated): gymnax's name for the cap."""
         return int(params.max_steps)
 

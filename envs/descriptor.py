@@ -35,3 +35,6 @@ class EnvDescriptor:
 
     def policy_module(self):
         return load(self.policies)
+
+    def scenario_class(self):
+        return load(self.scenario)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import json
 import math
 import pathlib
@@ -160,7 +159,7 @@ class RandomizedState:
     params: object  # the scenario this episode plays (one row of the table)
 
 
-class Randomized(JaxEnv):
+class Randomized(JaxEnv[TableParams, RandomizedState]):
     """`env` over a table of scenarios: each reset draws a row uniformly. Policies written for `env` play it
     through `lift(policy)`; observations, actions, rewards and metrics are `env`'s own."""
 
@@ -250,9 +249,8 @@ def from_dict(env_id: str, d: dict, file="<dict>", where: str = "train") -> Dist
 
 
 def scenario_fields(env_id: str) -> list[str]:
-    """The scenario fields of an environment: the keyword arguments of its `default_params`."""
-    env = registry.env_class(env_id)()
-    return [p for p in inspect.signature(env.default_params).parameters if p != "self"]
+    """The scenario fields of an environment (its Scenario's, the keyword arguments of `default_params`)."""
+    return list(registry.scenario_class(env_id).field_names())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +271,8 @@ class Benchmark:
 
 
 def load_benchmark(name_or_path) -> Benchmark:
-    """configs/benchmarks/<name>.yaml (or a path): the splits, validated (every scenario is built once)."""
+    """configs/benchmarks/<name>.yaml (or a path): the splits, validated (every scenario's fields are checked by
+    constructing it; nothing is built)."""
     path = preset_path("benchmarks", name_or_path)
     try:
         d = yaml.safe_load(path.read_text())
@@ -293,7 +292,7 @@ def load_benchmark(name_or_path) -> Benchmark:
     except ValueError as e:
         raise ConfigError(path, "env", str(e)) from None
     train = from_dict(env_id, d["train"], path, "train")
-    env = registry.env_class(env_id)()
+    scenario_cls = registry.scenario_class(env_id)
     fields = scenario_fields(env_id)
     common = d.get("common") or {}
     if not isinstance(common, dict):
@@ -313,7 +312,7 @@ def load_benchmark(name_or_path) -> Benchmark:
                                                                     f"valid: {', '.join(fields)}")
             scen[sname] = over
             try:
-                env.default_params(**over)
+                scenario_cls(**over)
             except (ValueError, TypeError) as e:
                 raise ConfigError(path, f"{split}.{sname}", f"rejected: {e}") from None
         splits[split] = {k: dict(v) for k, v in scen.items()}

@@ -86,7 +86,7 @@ def _freeze(value):
     return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-class Scenario(NamedTuple):
+class Built(NamedTuple):
     """One environment with its params and its jitted kernels, vmapped over environments."""
 
     env: JaxEnv
@@ -95,14 +95,14 @@ class Scenario(NamedTuple):
     step: Callable  # (keys, states, actions i32[n, A]) -> (keys, states, rows f32[n, W])
 
 
-def scenario(env_id: str, overrides: dict) -> Scenario:
+def scenario(env_id: str, overrides: dict) -> Built:
     """`memgym.make(env_id, **overrides)` and its kernels, cached: instances and `reset` options with equal
     overrides (plain values: numbers, strings, tuples) share one compilation per batch size."""
     return _scenario(registry.canonical_id(env_id), tuple(sorted((k, _freeze(v)) for k, v in overrides.items())))
 
 
 @functools.lru_cache(maxsize=32)
-def _scenario(env_id: str, frozen: tuple) -> Scenario:
+def _scenario(env_id: str, frozen: tuple) -> Built:
     env, params = registry.make(env_id, **dict(frozen))
 
     # params are closed over, not passed: XLA folds them, ~30 % faster steps and faster compiles
@@ -119,7 +119,7 @@ def _scenario(env_id: str, frozen: tuple) -> Scenario:
         scalars = jnp.stack([jnp.asarray(x, jnp.float32) for x in scalars])
         return key, state, jnp.concatenate([_pack_obs(obs), _pack_obs(info["final_observation"]), scalars])
 
-    return Scenario(env, params, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step)))
+    return Built(env, params, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step)))
 
 
 def check_actions(actions, space, nvec: np.ndarray, batch_shape: tuple) -> np.ndarray:

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import importlib
 import typing
 
 from .descriptor import EnvDescriptor
 
-KERNEL_MAPPING = EnvDescriptor(
-    id="KernelMapping-v0", env="memgym.envs.kernel_mapping:KernelMapping",
-    policies="memgym.policies.kernel_mapping", benchmark="kernel-mapping", paper="h2m2",
-    citation="H2M2: asymmetric HBM + LPDDR memory with compute on each side (arXiv 2504.14893)",
-    reproduce="memgym.train.reproduce:reproduce_h2m2", format="memgym.train.reproduce:format_h2m2",
-    action_metrics=("hbm_share_attention", "hbm_share_qkv", "hbm_share_fc"),
-    time_parts=("time_attention_s", "time_qkv_s", "time_fc_s", "migration_s"))
-CACHE_RATIO = EnvDescriptor(
-    id="CacheRatio-v0", env="memgym.envs.cache_ratio:CacheRatio",
-    policies="memgym.policies.cache_ratio", benchmark="cache-ratio", paper="hybridserve",
-    citation="HybridServe: a KV/activation hybrid cache for GPU offloading (arXiv 2501.01792); FlexGen (arXiv 2303.06865)",
-    reproduce="memgym.train.reproduce:reproduce_hybridserve", format="memgym.train.reproduce:format_hybridserve",
-    action_metrics=("activation_share",))
-SECURE_DISAGG = EnvDescriptor(
-    id="SecureDisagg-v0", env="memgym.envs.secure_disagg:SecureDisagg",
-    policies="memgym.policies.secure_disagg", benchmark="secure-disagg", paper="tdmem",
-    citation="TDMem: hardware-assisted trusted memory disaggregation for secure far memory (arXiv 2108.11507)",
-    reproduce="memgym.train.reproduce:reproduce_tdmem", format="memgym.train.reproduce:format_tdmem",
-    report_tables="memgym.train.report:tdmem_tables",
-    action_metrics=("activation_share", "remote_share"))
-
-# every environment, by id: adding one is its own folder and one line here
-ENVIRONMENTS = {d.id: d for d in (KERNEL_MAPPING, CACHE_RATIO, SECURE_DISAGG)}
+PACKAGES = (  # one line per environment: its folder under envs/, whose __init__.py defines DESCRIPTOR
+    "kernel_mapping",
+    "cache_ratio",
+    "secure_disagg",
+)
+# every environment, by id
+ENVIRONMENTS: dict[str, EnvDescriptor] = {
+    d.id: d for d in (importlib.import_module(f"{__package__}.{name}").DESCRIPTOR for name in PACKAGES)}
 NAMESPACE = "memgym"
 
 
@@ -61,14 +46,19 @@ def registered() -> list[str]:
     return [f"{NAMESPACE}/{name}" for name in ENVIRONMENTS]
 
 
+def scenario_class(env_id: str):
+    """The environment's Scenario dataclass (its fields are `default_params`' keyword arguments)."""
+    return descriptor(env_id).scenario_class()
+
+
 def default_max_steps(env_id: str) -> int | None:
     """Episode length under the default parameters, read without building them (building SecureDisagg-v0's
-    takes seconds): the `max_steps` default of `default_params`, else that of its parameter class."""
-    cls = env_class(env_id)
-    default = inspect.signature(cls.default_params).parameters.get("max_steps")
-    if default is not None and isinstance(default.default, int):
-        return default.default
-    params_cls = typing.get_type_hints(cls.default_params).get("return")
+    takes seconds): the `max_steps` default of its Scenario, else that of its parameter class."""
+    d = descriptor(env_id)
+    default = d.scenario_class().defaults().get("max_steps") if d.scenario else None
+    if isinstance(default, int):
+        return default
+    params_cls = typing.get_type_hints(env_class(env_id).default_params).get("return")
     for field in dataclasses.fields(params_cls) if dataclasses.is_dataclass(params_cls) else ():
         if field.name == "max_steps" and isinstance(field.default, int):
             return field.default

@@ -35,20 +35,16 @@ def _costs(state, params):
     return _ENV.bin_costs(state, params)
 
 
-def _caps(params):
-    return params.hw.tier_capacity_bytes[HBM], params.hw.tier_capacity_bytes[LPDDR]
-
-
 def h2m2(key, obs, state, params):
     return _ENV.h2m2_mapping(state, params)
 
 
-def _best_pair(cost, hb, lb, cap_h, cap_l, fixed, i_fixed, a, b):
+def _best_pair(cost, hb, lb, hw, fixed, i_fixed, a, b):
     """Exhaustive search over sublayers a and b given sublayer `fixed` at bin i_fixed."""
     tot = cost[:, a][:, None] + cost[:, b][None, :]
-    okh = hb[:, a][:, None] + hb[:, b][None, :] + hb[i_fixed, fixed] <= cap_h
-    okl = lb[:, a][:, None] + lb[:, b][None, :] + lb[i_fixed, fixed] <= cap_l
-    flat = jnp.argmin(jnp.where(okh & okl, tot, jnp.inf))
+    ok = asymmetric.fits_bytes(hw, hb[:, a][:, None] + hb[:, b][None, :] + hb[i_fixed, fixed],
+                               lb[:, a][:, None] + lb[:, b][None, :] + lb[i_fixed, fixed])
+    flat = jnp.argmin(jnp.where(ok, tot, jnp.inf))
     n = cost.shape[0]
     return flat // n, flat % n
 
@@ -58,12 +54,11 @@ def _major(first):
 
     def policy(key, obs, state, params):
         cost, hb, lb, _ = _costs(state, params)
-        cap_h, cap_l = _caps(params)
         rest_l = lb[0, others[0]] + lb[0, others[1]]
-        ok = (hb[:, first] <= cap_h) & (lb[:, first] <= cap_l)  # others may still go fully to LPDDR
-        ok = ok & (lb[:, first] + rest_l <= cap_l) | (jnp.arange(params.bins) == 0)
+        ok = asymmetric.fits_bytes(params.hw, hb[:, first], lb[:, first])  # others may still go fully to LPDDR
+        ok = ok & (lb[:, first] + rest_l <= params.hw.tier_capacity_bytes[LPDDR]) | (jnp.arange(params.bins) == 0)
         i = jnp.max(jnp.where(ok, jnp.arange(params.bins), 0))
-        ja, jb = _best_pair(cost, hb, lb, cap_h, cap_l, first, i, others[0], others[1])
+        ja, jb = _best_pair(cost, hb, lb, params.hw, first, i, others[0], others[1])
         out = [None] * 3
         out[first], out[others[0]], out[others[1]] = i, ja, jb
         return jnp.stack(out).astype(jnp.int32)
@@ -75,14 +70,14 @@ def _major(first):
 a_major, q_major, f_major = _major(ATTENTION), _major(QKV), _major(FC)
 
 
-def _grid_search(cost, hb, lb, cap_h, cap_l, extra=None):
+def _grid_search(cost, hb, lb, hw, extra=None):
     """argmin over all bins³ mappings of Σ_s cost (+ extra[i, j, k]) subject to both capacities."""
     tot = cost[:, 0][:, None, None] + cost[:, 1][None, :, None] + cost[:, 2][None, None, :]
     if extra is not None:
         tot = tot + extra
     h = hb[:, 0][:, None, None] + hb[:, 1][None, :, None] + hb[:, 2][None, None, :]
     lo = lb[:, 0][:, None, None] + lb[:, 1][None, :, None] + lb[:, 2][None, None, :]
-    flat = jnp.argmin(jnp.where((h <= cap_h) & (lo <= cap_l), tot, jnp.inf).reshape(-1))
+    flat = jnp.argmin(jnp.where(asymmetric.fits_bytes(hw, h, lo), tot, jnp.inf).reshape(-1))
     n = cost.shape[0]
     return jnp.stack([flat // (n * n), (flat // n) % n, flat % n]).astype(jnp.int32)
 
@@ -90,7 +85,6 @@ def _grid_search(cost, hb, lb, cap_h, cap_l, extra=None):
 def oracle(key, obs, state, params):
     """The best mapping for this step, migration from the current mapping included."""
     cost, hb, lb, foot = _costs(state, params)
-    cap_h, cap_l = _caps(params)
     n_it = params.iterations_per_step
     grid = jnp.linspace(0.0, 1.0, params.bins)
     prev = state.mapping
@@ -98,14 +92,13 @@ def oracle(key, obs, state, params):
         params.hw.link_bw_bytes_per_s * params.hw.eff_memory)  # [bins, 3]
     mig = jnp.where(state.step == 0, 0.0, mig)
     extra = mig[:, 0][:, None, None] + mig[:, 1][None, :, None] + mig[:, 2][None, None, :]
-    return _grid_search(n_it * cost, hb, lb, cap_h, cap_l, extra)
+    return _grid_search(n_it * cost, hb, lb, params.hw, extra)
 
 
 def whole_sublayer(key, obs, state, params):
     cost, hb, lb, _ = _costs(state, params)
-    cap_h, cap_l = _caps(params)
     ends = jnp.array([0, params.bins - 1])
-    pick = _grid_search(cost[ends], hb[ends], lb[ends], cap_h, cap_l)
+    pick = _grid_search(cost[ends], hb[ends], lb[ends], params.hw)
     return ends[pick].astype(jnp.int32)
 
 
@@ -122,7 +115,7 @@ def flexgen_static(key, obs, state, params):
     hbm = c * foot[ATTENTION] + w * w_tot
     lp = (1 - c) * foot[ATTENTION] + (1 - w) * w_tot
     t = jnp.maximum(hbm / hw.tier_bw_bytes_per_s[HBM], lp / hw.tier_bw_bytes_per_s[LPDDR])
-    ok = (hbm <= hw.tier_capacity_bytes[HBM] * 0.99) & (lp <= hw.tier_capacity_bytes[LPDDR])
+    ok = asymmetric.fits_bytes(hw, hbm, lp, hbm_frac=0.99)
     t = jnp.where(ok, t, jnp.inf)
     n = params.bins
     # lexicographic: minimal time, then the larger weight fraction

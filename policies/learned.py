@@ -35,7 +35,7 @@ import yaml
 
 from memgym.envs.core import split_mask
 from memgym.envs.distribution import make_env
-from memgym.envs.registry import env_class
+from memgym.envs.registry import env_class, make
 from memgym.sim.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,6 @@ def is_jax_run(run_dir) -> bool:
 # -- loaders -----------------------------------------------------------------------------------------------
 def load_jax_policy(run_dir, sample: bool = False, seed_index: int = 0, checkpoint=None):
     """The policy of a `ppo_jax` run's latest checkpoint (or `checkpoint`), for seed `seed_index`."""
-    from memgym.envs.registry import make
-
     cfg = run_config(run_dir)
     if cfg.get("algorithm") != "ppo_jax":
         raise ValueError(f"{run_dir} is a {cfg.get('algorithm')} run; use load_sb3_policy")
@@ -271,8 +269,6 @@ def multi_to_flat(action, nvec) -> np.ndarray:
 
 def load_sb3_policy(run_dir, checkpoint=None):
     """`act(features np[n, D], action_mask np[n, M]) -> actions np[n, A]` from an SB3 run's latest .zip."""
-    from memgym.envs.registry import make
-
     cfg = run_config(run_dir)
     algorithm = cfg.get("algorithm")
     if algorithm == "ppo_jax":

@@ -97,10 +97,15 @@ def lpddr_bytes_used(model: ModelSpec, hw: HardwareSpec, kv_tokens, hbm_share):
     return hbm_bytes_used(model, hw, kv_tokens, 1.0 - jnp.asarray(hbm_share, jnp.float32))
 
 
+def fits_bytes(hw, hbm_bytes, lpddr_bytes, hbm_frac=1.0):
+    """Do these bytes fit both sides (HBM filled to at most `hbm_frac` of its capacity)? Broadcasts."""
+    return (hbm_bytes <= hw.tier_capacity_bytes[HBM] * hbm_frac) & (lpddr_bytes <= hw.tier_capacity_bytes[LPDDR])
+
+
 def fits(model, hw, kv_tokens, hbm_share, reserve_bytes=0.0):
     """Does the mapping fit both sides (HBM keeps `reserve_bytes` free for growth)?"""
-    return (hbm_bytes_used(model, hw, kv_tokens, hbm_share) + reserve_bytes <= hw.tier_capacity_bytes[HBM]) & (
-        lpddr_bytes_used(model, hw, kv_tokens, hbm_share) <= hw.tier_capacity_bytes[LPDDR])
+    return fits_bytes(hw, hbm_bytes_used(model, hw, kv_tokens, hbm_share) + reserve_bytes,
+                      lpddr_bytes_used(model, hw, kv_tokens, hbm_share))
 
 
 def migration_bytes(model, hw, kv_tokens, hbm_share, prev_share):

@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from . import config
+from .estimate import estimate
 from .kernels import KERNELS, decode_kernels
 from .roofline import kernel_times
 from .specs import HBM, MAIN, MATRIX, TENSORS, TIERS
@@ -187,8 +188,6 @@ def llmcompass_layer(path=None) -> dict:
     ran a single layer, and the whole model (87 GB of weights per device at TP 4) would not fit in HBM, so
     `estimate` would spill a third of it to host memory. LLMCompass measured PyTorch's unfused bmm/softmax
     kernels, so decode attention is costed unfused here (the preset's serving default is fused)."""
-    from .estimate import estimate
-
     measured = pd.read_csv(_require(pathlib.Path(path) if path else data_path(LLMCOMPASS_CSV)))
     one_layer = dataclasses.replace(config.load_model("gpt3-175b"), n_layers=jnp.asarray(1.0, jnp.float32))
     out = {}
@@ -220,8 +219,6 @@ def published_decode_check(path=None, hardware: str = "a100-80gb") -> pd.DataFra
     both launch profiles at the row's model, GPUs (tensor parallel), batch and mean decode context (prompt +
     half the generated tokens): columns eager_ms, graph_ms, eager_error_pct, graph_error_pct and
     profile_error_pct (the error of the profile that matches the row's system, its `launch` column)."""
-    from .estimate import estimate
-
     rows = pd.read_csv(_require(pathlib.Path(path) if path else data_path(PUBLISHED_DECODE_CSV)))
     out = rows.copy()
     for launch in config.LAUNCH:

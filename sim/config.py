@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from .validate import ConfigError, number, preset_field  # noqa: F401 (ConfigError: re-exported)
+from . import specs
 from .specs import SITES, TIERS, UNITS, HardwareSpec, ModelSpec, kv_bytes_per_token, weight_bytes
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -136,7 +137,8 @@ MODEL_KEYS = {"name", "source", "notes", "n_layers", "d_model", "n_heads", "n_kv
               "param_count_reference", "kv_bytes_per_token_fp16_reference"}
 
 
-def _cache_key(kind: str, name):
+def preset_stamp(kind: str, name):
+    """(resolved path, modification time) of a preset: what caches of things built from it key on."""
     path = preset_path(kind, name).resolve()
     return path, path.stat().st_mtime_ns
 
@@ -144,7 +146,7 @@ def _cache_key(kind: str, name):
 def load_model(name, dtype: str | None = None) -> ModelSpec:
     """A model preset (or YAML path) as a ModelSpec; `dtype` overrides the preset's element type. Built once
     per file version (specs are immutable pytrees)."""
-    return _load_model(*_cache_key("models", name), dtype)
+    return _load_model(*preset_stamp("models", name), dtype)
 
 
 def load_hardware(name, ideal: bool = False, launch: str = "eager") -> HardwareSpec:
@@ -152,7 +154,7 @@ def load_hardware(name, ideal: bool = False, launch: str = "eager") -> HardwareS
     picks the per-kernel overhead table: 'eager' (`calibration.overhead_us`, the default) or 'graph'
     (`calibration.overhead_us_graph`: CUDA-graph-captured decode). Built once per file version."""
     fused_norm(launch)
-    return _load_hardware(*_cache_key("hardware", name), ideal, launch)
+    return _load_hardware(*preset_stamp("hardware", name), ideal, launch)
 
 
 def fused_norm(launch: str) -> float:
@@ -313,11 +315,7 @@ def _load_hardware(name, _mtime_ns, ideal: bool = False, launch: str = "eager") 
         tlb_miss_s=f(tlb_miss), tlb_walkers=f(walkers), link_bw_bytes_per_s=f(link_main),
         decode_attention_fused=f(DECODE_ATTENTION[attn]),
     )
-    if ideal:
-        from .specs import ideal as _ideal
-
-        hw = _ideal(hw)
-    return hw
+    return specs.ideal(hw) if ideal else hw
 
 
 def _has_graph_table(name) -> bool:

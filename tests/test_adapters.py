@@ -17,6 +17,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 import memgym
 from memgym.envs import registry
 from memgym.envs.core import JaxEnv, Observation, split_mask
+from memgym.envs.descriptor import EnvDescriptor
 from memgym.sim.specs import pytree_dataclass
 from memgym.envs.gym_adapter import MemgymEnv, MemgymVectorEnv, keys_from_seeds, scenario, seed_to_key
 from memgym.train.sb3_adapter import MemgymSB3VecEnv
@@ -121,7 +122,9 @@ class Countdown(JaxEnv):
 
 @pytest.fixture
 def countdown(monkeypatch):
-    monkeypatch.setitem(registry.ENVIRONMENTS, Countdown.id, (__name__, "Countdown"))
+    desc = EnvDescriptor(id=Countdown.id, env=f"{__name__}:Countdown", policies="", benchmark="", paper="",
+                         citation="", reproduce="", format="")
+    monkeypatch.setitem(registry.ENVIRONMENTS, Countdown.id, desc)
     return Countdown.id
 
 

@@ -1,6 +1,9 @@
 """What RL users reach first: render modes on the gymnasium Env, registered episode lengths, SB3's
 `make_vec_env`, masks through gymnasium's wrappers. One small KernelMapping scenario (shared compilation)."""
 
+import subprocess
+import sys
+
 import gymnasium
 import numpy as np
 import pytest
@@ -108,3 +111,19 @@ def test_sb3_make_vec_env_and_ppo():
     assert model.num_timesteps >= 16
     frames = venv.get_images()
     assert len(frames) == 2 and frames[0].dtype == np.uint8 and frames[0].shape[2] == 3
+
+
+def _python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_importing_the_simulator_leaves_gymnasium_and_the_environments_out():
+    """`import memgym.sim` runs memgym/__init__.py, which imports neither gymnasium nor the environments;
+    `import memgym` registers the ids with gymnasium whether gymnasium is imported after it or before it."""
+    loaded = _python("import sys, memgym.sim; "
+                     "print(sorted(m for m in ('gymnasium', 'memgym.envs') if m in sys.modules))")
+    assert loaded.strip() == "[]"
+    ids = "print(sorted(i for i in gymnasium.registry if i.startswith('memgym/')))"
+    expected = str(sorted(memgym.registered()))
+    assert _python(f"import memgym, gymnasium; {ids}").strip() == expected
+    assert _python(f"import gymnasium, memgym; {ids}").strip() == expected

@@ -3,7 +3,6 @@ and preset YAML. Pure Python (nothing is compiled): bad values are refused befor
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
@@ -36,8 +35,8 @@ def test_every_numeric_scenario_field_has_a_range():
 
 def test_every_default_is_valid():
     for env_id in ENV_IDS:
-        sig = inspect.signature(registry.env_class(env_id).default_params).parameters
-        defaults = {f: sig[f].default for f in numeric_fields(env_id)}
+        scenario_defaults = registry.scenario_class(env_id).defaults()
+        defaults = {f: scenario_defaults[f] for f in numeric_fields(env_id)}
         assert validate.scenario(env_id, defaults) == {k: v for k, v in defaults.items()}
 
 
@@ -93,6 +92,22 @@ def test_reset_options_are_validated():
     env = gymnasium.make("memgym/KernelMapping-v0", model="llama2-70b", batch=8, bins=4, max_steps=8)
     with pytest.raises(ConfigError, match="hbm_capacity_gb"):
         env.reset(seed=0, options={"params": {"hbm_capacity_gb": math.nan}})
+
+
+def test_scenario_checks_its_fields_and_builds_once():
+    """A Scenario normalises what it is given (YAML lists, whole floats), so equal scenarios are equal; its
+    params are built once; unknown fields and bad combinations are refused when it is constructed."""
+    from memgym.envs.kernel_mapping import KernelMappingScenario
+
+    fields = {"model": "llama2-70b", "bins": 4, "max_steps": 8}
+    a = KernelMappingScenario(batch=8.0, context_start=[1024, 4096], **fields)
+    assert a.batch == 8 and isinstance(a.batch, int) and a.context_start == (1024, 4096)
+    assert a == KernelMappingScenario(batch=8, context_start=(1024, 4096), **fields)
+    assert a.build() is memgym.make("KernelMapping-v0", batch=8, context_start=(1024, 4096), **fields)[1]
+    with pytest.raises(TypeError, match="unknown scenario field 'btach'; valid: model, hardware"):
+        memgym.make("KernelMapping-v0", btach=8)
+    with pytest.raises(ValueError, match="n_slots must be an integer >= batch"):
+        KernelMappingScenario(batch=8, n_slots=4, **fields)
 
 
 # -- experiment YAML ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Schema (`configs/experiments/<name>.yaml`; keys marked * are required):
     name*            str    run folder name: runs/<name>/ (one path component: letters, digits, . _ -,
                             starting with a letter or digit)
     env*             str    a registered id, with or without the "memgym/" prefix (KernelMapping-v0)
-    env_params       map    keyword arguments of env.default_params (checked by calling it), default {}
+    env_params       map    fields of the env's Scenario (= env.default_params keywords), checked, default {}
     distribution     str|map train on a scenario distribution rather than one scenario: a benchmark name
                             (configs/benchmarks/NAME.yaml: its `train` split) or an inline distribution
                             (memgym.envs.distribution); env_params are then added to its `common` fields.
@@ -132,8 +132,9 @@ def _mapping(d, key, file):
 
 
 def _check_env_params(env_id, env_params, file, key="env_params"):
-    """Call env.default_params with the overrides; name the offending key on failure."""
-    env = registry.env_class(env_id)()
+    """Construct the environment's Scenario from the overrides (its checks; nothing is built); name the
+    offending key on failure."""
+    scenario_cls = registry.scenario_class(env_id)
     valid = distribution.scenario_fields(env_id)
     for k in env_params:
         if k not in valid:
@@ -141,7 +142,7 @@ def _check_env_params(env_id, env_params, file, key="env_params"):
 
     def attempt(kwargs):
         try:
-            env.default_params(**kwargs)
+            scenario_cls(**kwargs)
             return None
         except (ValueError, TypeError, KeyError) as e:  # ConfigError is a ValueError
             return e

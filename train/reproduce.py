@@ -509,12 +509,9 @@ def _tdmem_row(tree, i, mode=None):
 
 
 def _tdmem_defaults(overrides):
-    import inspect
+    from memgym.envs.secure_disagg import SecureDisaggScenario
 
-    from memgym.envs.secure_disagg import SecureDisagg
-
-    sig = inspect.signature(SecureDisagg.default_params).parameters
-    return {**{k: v.default for k, v in sig.items() if k != "self"}, **(overrides or {})}
+    return {**SecureDisaggScenario.defaults(), **(overrides or {})}
 
 
 def reproduce_tdmem(overrides: dict | None = None, remote_sweep_gb=TDMEM_REMOTE_SWEEP_GB) -> dict:

@@ -50,10 +50,10 @@ Metrics     info["metrics"]: iteration_time_s (per decode iteration), step_time_
             baseline_tokens_per_s, speedup_same_batch, pcie_time_s, gpu_time_s, pcie_bytes, weights_bytes,
             cache_bytes, host_used_frac, gpu_used_frac, activation_share, batch, projected, converted_tokens
             (activation entries converted to K,V this step, per sequence; 0 without `convert_bins`).
-Parameters  model (OPT-30B/66B/175B, fp16), hardware preset (roofline) or `t4-flexgen` (fitted), host memory
-            (`host_memory_gb`), PCIe bandwidth (`pcie_gbps`), prompt and generation lengths, `gbs`; all floats
-            in the params pytree (vmappable); `convert_bins` (static, 0 = no convert action). `ctog_overlap` 1
-            (default): PCIe overlaps the GPU's work (HybridServe's pipeline); 0: FlexGen's released fit
+Parameters  `CacheRatioScenario` (scenario.py): model (OPT-30B/66B/175B, fp16), hardware preset (roofline) or
+            `t4-flexgen` (fitted), host memory (`host_memory_gb`), PCIe bandwidth (`pcie_gbps`), prompt and generation
+            lengths, `gbs`; all floats in the params pytree (vmappable); `convert_bins` (static, 0 = no convert action).
+            `ctog_overlap` 1 (default): PCIe overlaps the GPU's work (HybridServe's pipeline); 0: FlexGen's released fit
             (ctog + max(rest)).
 Heuristic   `memgym.policies.cache_ratio.hybridserve`: the share that equalises PCIe and GPU time, and the
             largest block that then fits; it never converts (convert bin 0).
@@ -61,64 +61,17 @@ Heuristic   `memgym.policies.cache_ratio.hybridserve`: the share that equalises 
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from memgym.sim import config, offload, validate
-from memgym.sim.specs import pytree_dataclass
+from memgym.sim import offload
+from memgym.sim.server import gpu_used, host_used, system_placement, tokens_per_step
 
-from .core import OBS_BOUND, JaxEnv, Observation, clip_features
-
-
-@pytree_dataclass(static=("bins", "batch_bins", "max_steps", "convert_bins"))
-class CacheRatioParams:
-    model: object  # ModelSpec
-    rates: offload.OffloadRates
-    wg: jax.Array  # share of the weights resident on the GPU (the largest that fits, fixed per scenario)
-    gbs: jax.Array  # GPU batch size (sequences per GPU batch; bounds the GPU working set)
-    prompt_len: jax.Array
-    gen_len: jax.Array
-    max_batch: jax.Array  # largest block (sequences) that fits with an all-activation cache
-    kv_batch: jax.Array  # largest block that fits with an all-KV cache (the baseline's block)
-    bins: int = 11
-    batch_bins: int = 8
-    max_steps: int = 16
-    convert_bins: int = 0  # 0: no convert action; >= 2: bins of the fraction of activation entries converted
-
-
-@pytree_dataclass
-class CacheRatioState:
-    kv_tokens: jax.Array  # per sequence, cached as K,V
-    act_tokens: jax.Array  # per sequence, cached as activations
-    batch: jax.Array  # sequences in the block (0 before the first step)
-    last_pcie_s: jax.Array
-    last_gpu_s: jax.Array
-    step: jax.Array  # i32
-
-
-def system_placement(params, share):
-    """The environment's fixed placement: weights split GPU/CPU at wg, cache and hidden states on the CPU,
-    GPU attention; `share` is the activation share of the entries being written."""
-    return offload.placement(params.wg, 1.0 - params.wg, 0.0, 1.0, 0.0, 1.0, share, 0.0)
-
-
-def tokens_per_step(params):
-    return params.gen_len / params.max_steps
-
-
-def host_used(params, batch, kv_tokens, act_tokens):
-    """Peak host bytes of a block whose sequences end with these cached tokens per form."""
-    p = system_placement(params, 0.0)
-    return offload.footprints(params.model, p, batch, jnp.minimum(params.gbs, batch), params.prompt_len,
-                              kv_tokens, act_tokens)[1]
-
-
-def gpu_used(params, batch, kv_tokens, act_tokens):
-    p = system_placement(params, 0.0)
-    return offload.footprints(params.model, p, batch, jnp.minimum(params.gbs, batch), params.prompt_len,
-                              kv_tokens, act_tokens)[0]
+from ..core import OBS_BOUND, Info, JaxEnv, Observation, clip_features
+from .scenario import CacheRatioScenario
+from .types import CacheRatioParams, CacheRatioState
 
 
 def step_time(params, batch, kv_tokens, act_tokens, share, first, convert_tokens=0.0):
@@ -167,67 +120,30 @@ def static_episode(params, share, batch):
     return times, base
 
 
-class CacheRatio(JaxEnv):
+class CacheRatio(JaxEnv[CacheRatioParams, CacheRatioState]):
     id = "CacheRatio-v0"
     metric_names = ("iteration_time_s", "step_time_s", "tokens_per_s", "baseline_tokens_per_s",
                     "speedup_same_batch", "pcie_time_s", "gpu_time_s", "pcie_bytes", "weights_bytes", "cache_bytes",
                     "host_used_frac", "gpu_used_frac", "activation_share", "batch", "projected", "converted_tokens")
 
-    def default_params(self, model: str = "opt-66b", hardware: str = "a100-80gb-pcie4",
-                       host_memory_gb: float | None = 128.0, gpu_memory_gb: float | None = None,
-                       pcie_gbps: float | None = None, prompt_len: int = 512, gen_len: int = 128,
-                       gbs: int = 4, bins: int = 11, batch_bins: int = 8, max_steps: int = 16,
-                       ctog_overlap: float = 1.0, dtype: str = "fp16", convert_bins: int = 0) -> CacheRatioParams:
-        """One scenario. Defaults: the reproduction's reference scenario (OPT-66B on an A100-80GB over PCIe 4
-        with 128 GB of host memory, prompt 512, 128 generated tokens; `memgym reproduce hybridserve`).
-        `hardware="t4-flexgen"` uses FlexGen's fitted T4 constants. `convert_bins` >= 2 adds the convert action
-        (see the module docstring); 0 leaves it out."""
-        v = validate.scenario(self.id, {k: x for k, x in locals().items() if k not in ("self", "__class__")})
-        host_memory_gb, gpu_memory_gb, pcie_gbps, prompt_len, gen_len, gbs, bins, batch_bins, max_steps = (
-            v[k] for k in ("host_memory_gb", "gpu_memory_gb", "pcie_gbps", "prompt_len", "gen_len", "gbs", "bins",
-                           "batch_bins", "max_steps"))
-        ctog_overlap, convert_bins = v["ctog_overlap"], v["convert_bins"]
-        if not isinstance(bins, int) or bins < 2 or not isinstance(batch_bins, int) or batch_bins < 1:
-            raise ValueError(f"bins must be an integer >= 2 and batch_bins >= 1, got {bins!r}, {batch_bins!r}")
-        if isinstance(convert_bins, bool) or not isinstance(convert_bins, int) or convert_bins < 0 or convert_bins == 1:
-            raise ValueError(f"convert_bins must be 0 (no convert action) or an integer >= 2, got {convert_bins!r}")
-        if not isinstance(max_steps, int) or max_steps < 1 or prompt_len <= 0 or gen_len < max_steps:
-            raise ValueError(f"need max_steps >= 1, prompt_len > 0 and gen_len >= max_steps; got "
-                             f"max_steps={max_steps}, prompt_len={prompt_len}, gen_len={gen_len}")
-        m = config.load_model(model, dtype=dtype)
-        raw, _ = config.load_raw("hardware", hardware)
-        if "flexgen_fitted" in raw:
-            rates = offload.fitted_rates(hardware, ctog_overlap=ctog_overlap)
-        else:
-            rates = offload.roofline_rates(config.load_hardware(hardware), ctog_overlap=ctog_overlap)
-        rates = offload.with_capacity(rates, gpu_gb=gpu_memory_gb, cpu_gb=host_memory_gb, pcie_gbps=pcie_gbps)
-        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        params = CacheRatioParams(model=m, rates=rates, wg=f(0.0), gbs=f(gbs), prompt_len=f(prompt_len),
-                                  gen_len=f(gen_len), max_batch=f(1.0), kv_batch=f(1.0), bins=bins,
-                                  batch_bins=batch_bins, max_steps=max_steps, convert_bins=convert_bins)
-        params = _derive_jit(params)
-        end = float(params.prompt_len + params.gen_len)
-        gpu_over = float(gpu_used(params, params.gbs, end, 0.0)) > float(offload.capacities(rates)[0]) * (1 + 1e-6)
-        if float(params.kv_batch) < max(1.0, float(params.gbs)) or gpu_over:
-            raise ValueError(f"model '{model}' does not fit '{hardware}' with {host_memory_gb} GB of host memory at "
-                             f"gbs={gbs} (all-KV block {float(params.kv_batch):.0f} sequences, GPU working set "
-                             f"{'over' if gpu_over else 'within'} capacity); add memory, lower gbs or the lengths")
-        return params
+    def default_params(self, **fields: Any) -> CacheRatioParams:
+        """The parameters of `CacheRatioScenario(**fields)` (defaults: the reproduction's reference scenario)."""
+        return CacheRatioScenario.of(**fields).build()
 
-    def action_nvec(self, params):
+    def action_nvec(self, params: CacheRatioParams) -> tuple[int, ...]:
         if params.convert_bins >= 2:
             return (params.bins, params.batch_bins, params.convert_bins)
         return (params.bins, params.batch_bins)
 
-    def observation_bounds(self, params):
+    def observation_bounds(self, params: CacheRatioParams) -> tuple[float, float]:
         return -OBS_BOUND, OBS_BOUND
 
-    def feature_names(self, params):
+    def feature_names(self, params: CacheRatioParams) -> tuple[str, ...]:
         return ("kv_tokens", "act_tokens", "last_pcie", "last_gpu", "host_free", "gpu_free", "step_frac",
                 "batch_frac", "pcie_at_kv", "gpu_at_kv", "pcie_at_act", "gpu_at_act")
 
     # -- dynamics -------------------------------------------------------------------------------------
-    def reset_env(self, key, params):
+    def reset_env(self, key: jax.Array, params: CacheRatioParams) -> tuple[Observation, CacheRatioState]:
         z = jnp.float32(0.0)
         state = CacheRatioState(kv_tokens=z, act_tokens=z, batch=z, last_pcie_s=z, last_gpu_s=z, step=jnp.int32(0))
         return self.observe(state, params), state
@@ -272,7 +188,7 @@ class CacheRatio(JaxEnv):
         used = jax.vmap(lambda b: jax.vmap(lambda kv, ac: host_used(params, b, kv, ac))(kv_end, act_end))(batches)
         return (used <= cap).reshape(params.batch_bins, params.bins, -1).transpose(1, 0, 2)
 
-    def action_mask(self, state, params):
+    def action_mask(self, state: CacheRatioState, params: CacheRatioParams) -> jax.Array:
         ok3 = self.joint_feasibility(state, params)
         ok = ok3.any(axis=2)
         first = state.step == 0
@@ -325,7 +241,8 @@ class CacheRatio(JaxEnv):
             projected = projected | (c != raw[2])
         return out, projected
 
-    def step_env(self, key, state, action, params):
+    def step_env(self, key: jax.Array, state: CacheRatioState, action: jax.Array, params: CacheRatioParams
+                 ) -> tuple[Observation, CacheRatioState, jax.Array, jax.Array, jax.Array, Info]:
         act, projected = self.project(action, state, params)
         share = act[0].astype(jnp.float32) / (params.bins - 1)
         first = state.step == 0
@@ -366,7 +283,7 @@ class CacheRatio(JaxEnv):
         info = {"metrics": metrics, "projected": projected}
         return self.observe(new, params), new, reward, terminated, jnp.bool_(False), info
 
-    def observe(self, state, params):
+    def observe(self, state: CacheRatioState, params: CacheRatioParams) -> Observation:
         end = params.prompt_len + params.gen_len
         first = state.step == 0
         batch = jnp.where(first, params.kv_batch, state.batch)
@@ -383,21 +300,3 @@ class CacheRatio(JaxEnv):
             p0 / base, g0 / base, p1 / base, g1 / base])
         return Observation(features=clip_features(feats), action_mask=self.action_mask(state, params))
 
-
-def derive_capacity(params: CacheRatioParams) -> CacheRatioParams:
-    """wg = the largest weight share the GPU holds beside the working set (the smaller of the all-KV and
-    all-activation cases), then max_batch (all activations) and kv_batch (all K,V). Jittable, so scenarios
-    that vmap over host memory or lengths can re-derive them."""
-    m, r = params.model, params.rates
-    end = params.prompt_len + params.gen_len
-    p = system_placement(params, 0.0)
-    wg = jnp.minimum(offload.max_weights_on_gpu(m, r, p, params.gbs, params.prompt_len, end, 0.0),
-                     offload.max_weights_on_gpu(m, r, p, params.gbs, params.prompt_len, 0.0, end))
-    p = offload.placement(wg, 1.0 - wg, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0)
-    kv_b = offload.max_block(m, r, p, params.gbs, params.prompt_len, end, 0.0)
-    act_b = offload.max_block(m, r, p, params.gbs, params.prompt_len, 0.0, end)
-    kv_batch = jnp.floor(kv_b)
-    return dataclasses.replace(params, wg=wg, kv_batch=kv_batch, max_batch=jnp.maximum(jnp.floor(act_b), kv_batch))
-
-
-_derive_jit = jax.jit(derive_capacity)

@@ -34,137 +34,52 @@ Metrics     info["metrics"]: iteration_time_s (per iteration, migration amortise
             tokens_per_s, migration_bytes, hbm_used_frac, lpddr_used_frac, energy_j (memory access energy per
             iteration), hbm_share_* (the mapping used), projected, time_{attention,qkv,fc}_s (barrier time of
             each sublayer over all layers), migration_s.
-Parameters  model (INT8), batch, hardware (vmappable: e.g. HBM capacity 48–192 GB, LPDDR bandwidth), workload;
-            presets in `configs/`, sources in their YAML. `batch` and `dynamic` are traced, and `n_slots` (the
-            slot array, static) may exceed the batch, so scenarios of different batch and workload stack into one
-            table (`memgym.envs.distribution`); the benchmark's splits are in `configs/benchmarks/kernel-mapping.yaml`.
+Parameters  `KernelMappingScenario` (scenario.py): model (INT8), batch, hardware (vmappable: e.g. HBM capacity 48–192
+            GB, LPDDR bandwidth), workload; presets in `configs/`, sources in their YAML. `batch` and `dynamic` are
+            traced, and `n_slots` (the slot array, static) may exceed the batch, so scenarios of different batch and
+            workload stack into one table (`memgym.envs.distribution`); the benchmark's splits are in
+            `configs/benchmarks/kernel-mapping.yaml`.
 Heuristic   `memgym.policies.kernel_mapping.h2m2`: H2M2's greedy attention → qkv → fc min-max mapping.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from memgym.sim import asymmetric, config, validate, workload
-from memgym.sim.specs import HBM, LPDDR, HardwareSpec, ModelSpec, kv_bytes_per_token, pytree_dataclass, replace
+from memgym.sim import asymmetric, workload
+from memgym.sim.specs import HBM, LPDDR, kv_bytes_per_token
 
-from .core import OBS_BOUND, JaxEnv, Observation, clip_features, split_mask
+from ..core import OBS_BOUND, Info, JaxEnv, Observation, clip_features, split_mask
+from .scenario import KernelMappingScenario
+from .types import KernelMappingParams, KernelMappingState
 
-PAPER_BATCH = {"gpt3-175b": 32, "chinchilla-70b": 64, "llama2-70b": 128}
-PAPER_CONTEXTS = {"gpt3-175b": (256, 512, 1024, 2048), "chinchilla-70b": (512, 1024, 2048, 4096),
-                  "llama2-70b": (1024, 2048, 4096, 8192)}
 SUBLAYER_NAMES = ("attention", "qkv", "fc")
-
-
-@pytree_dataclass(static=("bins", "n_slots", "max_steps"))
-class KernelMappingParams:
-    model: ModelSpec
-    hw: HardwareSpec
-    baseline_hw: HardwareSpec
-    context_start_min: jax.Array
-    context_start_max: jax.Array
-    context_max: jax.Array
-    finish_prob: jax.Array  # per iteration (dynamic workload only)
-    iterations_per_step: jax.Array
-    batch: jax.Array  # f32: running requests, <= n_slots (slots past it stay empty)
-    dynamic: jax.Array  # bool: requests finish early and the episode is truncated rather than terminated
-    bins: int = 16
-    n_slots: int = 32  # the slot array's size (static); a scenario distribution pads every batch to its largest
-    max_steps: int = 96
-
-
-@pytree_dataclass
-class KernelMappingState:
-    contexts: jax.Array  # f[B]
-    mapping: jax.Array  # f[3] HBM shares in use
-    step: jax.Array  # i32
-    last_kv_tokens: jax.Array  # KV tokens the current mapping was chosen for (the footprint tracker's memory)
-    last_side_times: jax.Array  # f[6] last iteration's HBM-side and LPDDR-side time per sublayer / baseline
-
-
-def _set(values, index, value):
-    """A copy of a spec's per-tier array with one entry replaced (host side: params are built eagerly)."""
-    out = np.array(values)
-    out[index] = value
-    return jnp.asarray(out, values.dtype)
-
-
-_total_footprint = jax.jit(lambda m, hw, kv_tokens: asymmetric.footprints(m, hw, kv_tokens).sum())
 
 
 def shares_of(action, bins):
     return jnp.asarray(action, jnp.float32) / (bins - 1)
 
 
-class KernelMapping(JaxEnv):
+class KernelMapping(JaxEnv[KernelMappingParams, KernelMappingState]):
     id = "KernelMapping-v0"
     metric_names = ("iteration_time_s", "baseline_time_s", "speedup", "tokens_per_s", "migration_bytes",
                     "hbm_used_frac", "lpddr_used_frac", "energy_j", "hbm_share_attention", "hbm_share_qkv",
                     "hbm_share_fc", "projected", "time_attention_s", "time_qkv_s", "time_fc_s", "migration_s")
 
-    def default_params(self, model: str = "gpt3-175b", hardware: str = "h2m2-hbm3-lpddr5x",
-                       baseline: str = "h2m2-lpddr-only", batch: int | None = None, bins: int = 16,
-                       workload: str = "static", max_steps: int | None = None,
-                       iterations_per_step: int | None = None, context_start: tuple | None = None,
-                       context_max: int | None = None, finish_prob: float = 0.02,
-                       hbm_capacity_gb: float | None = None, dtype: str = "int8",
-                       n_slots: int | None = None, lpddr_bw_gbps: float | None = None) -> KernelMappingParams:
-        """Parameters for one scenario. Defaults follow the paper: INT8, the paper's batch for the model,
-        contexts from the start of the paper's sweep growing to its end (static), or H2M2's dynamic run."""
-        if workload not in ("static", "dynamic"):
-            raise ValueError(f"workload must be 'static' or 'dynamic', got {workload!r}")
-        v = validate.scenario(self.id, {k: x for k, x in locals().items() if k not in ("self", "__class__")})
-        batch, bins, max_steps, iterations_per_step, context_start, context_max, finish_prob = (
-            v[k] for k in ("batch", "bins", "max_steps", "iterations_per_step", "context_start", "context_max",
-                           "finish_prob"))
-        hbm_capacity_gb, n_slots, lpddr_bw_gbps = v["hbm_capacity_gb"], v["n_slots"], v["lpddr_bw_gbps"]
-        m = config.load_model(model, dtype=dtype)
-        hw = config.load_hardware(hardware)
-        base = config.load_hardware(baseline)
-        if hbm_capacity_gb is not None:
-            hw = replace(hw, tier_capacity_bytes=_set(hw.tier_capacity_bytes, HBM, hbm_capacity_gb * 1e9))
-        if lpddr_bw_gbps is not None:
-            hw = replace(hw, tier_bw_bytes_per_s=_set(hw.tier_bw_bytes_per_s, LPDDR, lpddr_bw_gbps * 1e9))
-            base = replace(base, tier_bw_bytes_per_s=_set(base.tier_bw_bytes_per_s, LPDDR, lpddr_bw_gbps * 1e9))
-        sweep = PAPER_CONTEXTS.get(model, (256, 512, 1024, 2048))
-        dynamic = workload == "dynamic"
-        if dynamic:
-            start = context_start or (sweep[0], sweep[-1] // 2)
-            steps = max_steps or 128
-            per_step = iterations_per_step or 1
-            cmax = context_max or sweep[-1]
-        else:
-            start = context_start or (sweep[0], 2 * sweep[0])
-            steps = max_steps or 96
-            cmax = context_max or sweep[-1]
-            per_step = iterations_per_step or max(1, int(round((cmax - start[1]) / steps)))
-        if not (0 < start[0] <= start[1] <= cmax):
-            raise ValueError(f"context_start {start} must satisfy 0 < min <= max <= context_max={cmax}")
-        b = batch or PAPER_BATCH.get(model, 32)
-        slots = n_slots or b
-        if not isinstance(slots, int) or slots < b:
-            raise ValueError(f"n_slots must be an integer >= batch ({b}), got {slots!r}")
-        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        params = KernelMappingParams(
-            model=m, hw=hw, baseline_hw=base, context_start_min=f(start[0]), context_start_max=f(start[1]),
-            context_max=f(cmax), finish_prob=f(finish_prob if dynamic else 0.0), iterations_per_step=f(per_step),
-            batch=f(b), dynamic=jnp.asarray(dynamic), bins=bins, n_slots=int(slots), max_steps=int(steps))
-        need = float(_total_footprint(m, hw, jnp.float32(b * cmax)))
-        cap = float(hw.tier_capacity_bytes[HBM] + hw.tier_capacity_bytes[LPDDR])
-        if need > cap:
-            raise ValueError(f"model '{model}' at batch {b} and context {cmax} needs {need / 1e9:.0f} GB, more "
-                             f"than the {cap / 1e9:.0f} GB of HBM + LPDDR; lower batch or context_max")
-        return params
+    def default_params(self, **fields: Any) -> KernelMappingParams:
+        """The parameters of `KernelMappingScenario(**fields)` (its fields and defaults: the paper's)."""
+        return KernelMappingScenario.of(**fields).build()
 
-    def action_nvec(self, params):
+    def action_nvec(self, params: KernelMappingParams) -> tuple[int, ...]:
         return (params.bins,) * 3
 
-    def observation_bounds(self, params):
+    def observation_bounds(self, params: KernelMappingParams) -> tuple[float, float]:
         return -OBS_BOUND, OBS_BOUND  # fractions and ratios, clipped
 
-    def feature_names(self, params):
+    def feature_names(self, params: KernelMappingParams) -> tuple[str, ...]:
         return ("footprint_attention", "footprint_qkv", "footprint_fc", "hbm_free", "lpddr_free", "context_mean",
                 "context_max", "context_min", "hbm_over_footprint", "share_attention", "share_qkv", "share_fc",
                 "t_hbm_attention", "t_hbm_qkv", "t_hbm_fc", "t_lpddr_attention", "t_lpddr_qkv", "t_lpddr_fc",
@@ -180,7 +95,7 @@ class KernelMapping(JaxEnv):
         """Σ (context + offset) over the running requests."""
         return jnp.where(self.active(params), state.contexts + offset, 0.0).sum()
 
-    def reset_env(self, key, params):
+    def reset_env(self, key: jax.Array, params: KernelMappingParams) -> tuple[Observation, KernelMappingState]:
         ctx = workload.start_contexts(key, params.n_slots, params.context_start_min, params.context_start_max)
         ctx = jnp.where(self.active(params), ctx, 0.0)
         state = KernelMappingState(contexts=ctx, mapping=jnp.zeros(3, jnp.float32), step=jnp.int32(0),
@@ -206,14 +121,6 @@ class KernelMapping(JaxEnv):
         grid = jnp.linspace(0.0, 1.0, params.bins)[:, None]
         return (asymmetric.sublayer_bytes(params.model, params.hw, kv, grid),
                 asymmetric.sublayer_bytes(params.model, params.hw, kv, 1.0 - grid))
-
-    def fits_bins(self, bins_idx, state, params):
-        """Whether integer mappings i[..., 3] fit both sides at the coming step's footprint."""
-        hb, lb = self.bin_bytes(state, params)
-        cols = jnp.arange(3)
-        hbm = hb[bins_idx, cols].sum(axis=-1)
-        lp = lb[bins_idx, cols].sum(axis=-1)
-        return (hbm <= params.hw.tier_capacity_bytes[HBM]) & (lp <= params.hw.tier_capacity_bytes[LPDDR])
 
     def bin_costs(self, state, params):
         """(cost f[bins, 3], HBM bytes f[bins, 3], LPDDR bytes f[bins, 3], footprints f[3]): each sublayer's
@@ -249,9 +156,8 @@ class KernelMapping(JaxEnv):
             idx.append(i)
         return jnp.stack(idx).astype(jnp.int32)
 
-    def action_mask(self, state, params):
-        hbm, lp = self.bin_bytes(state, params)
-        ok = (hbm <= params.hw.tier_capacity_bytes[HBM]) & (lp <= params.hw.tier_capacity_bytes[LPDDR])
+    def action_mask(self, state: KernelMappingState, params: KernelMappingParams) -> jax.Array:
+        ok = asymmetric.fits_bytes(params.hw, *self.bin_bytes(state, params))
         ok = ok | ~ok.any(axis=0, keepdims=True)  # never an empty dimension
         return ok.T.reshape(-1)  # [3 * bins], attention bins first
 
@@ -265,7 +171,6 @@ class KernelMapping(JaxEnv):
         n = params.bins
         a = jnp.clip(jnp.asarray(action, jnp.int32), 0, n - 1)
         hb, lb = self.bin_bytes(state, params)
-        cap_h, cap_l = params.hw.tier_capacity_bytes[HBM], params.hw.tier_capacity_bytes[LPDDR]
         j = jnp.arange(n)
         top = n - 1
 
@@ -273,7 +178,7 @@ class KernelMapping(JaxEnv):
             """Bins of sublayer s (others at `fixed`) that fit, restricted to the segment's direction."""
             h = sum(hb[fixed[x], x] for x in range(3) if x != s) + hb[:, s]
             lo = sum(lb[fixed[x], x] for x in range(3) if x != s) + lb[:, s]
-            ok = (h <= cap_h) & (lo <= cap_l) & ((j <= a[s]) if lowering else (j >= a[s]))
+            ok = asymmetric.fits_bytes(params.hw, h, lo) & ((j <= a[s]) if lowering else (j >= a[s]))
             pick = jnp.where(lowering, jnp.max(jnp.where(ok, j, -1)), jnp.min(jnp.where(ok, j, n)))
             return ok.any(), pick
 
@@ -291,7 +196,8 @@ class KernelMapping(JaxEnv):
         # an out-of-range action is clipped and flagged too: nothing invalid passes silently
         return result.astype(jnp.int32), jnp.any(result != jnp.asarray(action, jnp.int32))
 
-    def step_env(self, key, state, action, params):
+    def step_env(self, key: jax.Array, state: KernelMappingState, action: jax.Array, params: KernelMappingParams
+                 ) -> tuple[Observation, KernelMappingState, jax.Array, jax.Array, jax.Array, Info]:
         action, projected = self.project(action, state, params)
         share = shares_of(action, params.bins)
         n_it = params.iterations_per_step
@@ -336,7 +242,7 @@ class KernelMapping(JaxEnv):
         info = {"metrics": metrics, "projected": projected}
         return self.observe(new_state, params), new_state, reward, terminated, truncated, info
 
-    def observe(self, state, params):
+    def observe(self, state: KernelMappingState, params: KernelMappingParams) -> Observation:
         m, hw = params.model, params.hw
         kv = self.kv_tokens_next(state, params)
         foot = asymmetric.footprints(m, hw, kv)
@@ -350,13 +256,13 @@ class KernelMapping(JaxEnv):
         balanced = tl[0] / jnp.maximum(th[-1] + tl[0], 1e-30)  # the share that equalises the two sides
         growth = params.batch * params.iterations_per_step * kv_bytes_per_token(m)
         feats = jnp.concatenate([
-            jnp.minimum(foot / cap_h, 10.0),
+            foot / cap_h,
             jnp.stack([1.0 - asymmetric.hbm_bytes_used(m, hw, kv, share) / cap_h,
                        1.0 - asymmetric.lpddr_bytes_used(m, hw, kv, share) / cap_l]),
             jnp.stack([self.context_sum(state, params) / params.batch,
                        jnp.where(active, state.contexts, -jnp.inf).max(),
                        jnp.where(active, state.contexts, jnp.inf).min()]) / cmax,
-            jnp.minimum(cap_h / foot.sum(), 10.0)[None],
+            (cap_h / foot.sum())[None],
             share,
             state.last_side_times,
             (state.step / params.max_steps)[None].astype(jnp.float32),
