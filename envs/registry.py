@@ -12,21 +12,21 @@ KERNEL_MAPPING = EnvDescriptor(
     id="KernelMapping-v0", env="memgym.envs.kernel_mapping:KernelMapping",
     policies="memgym.policies.kernel_mapping", benchmark="kernel-mapping", paper="h2m2",
     citation="H2M2: asymmetric HBM + LPDDR memory with compute on each side (arXiv 2504.14893)",
-    reproduce="memgym.train.reproduce:reproduce_h2m2", format="memgym.train.reproduce:format_h2m2",
+    reproduce="memgym.train.reproduce.h2m2:reproduce_h2m2", format="memgym.train.reproduce.h2m2:format_h2m2",
     action_metrics=("hbm_share_attention", "hbm_share_qkv", "hbm_share_fc"),
     time_parts=("time_attention_s", "time_qkv_s", "time_fc_s", "migration_s"))
 CACHE_RATIO = EnvDescriptor(
     id="CacheRatio-v0", env="memgym.envs.cache_ratio:CacheRatio",
     policies="memgym.policies.cache_ratio", benchmark="cache-ratio", paper="hybridserve",
     citation="HybridServe: a KV/activation hybrid cache for GPU offloading (arXiv 2501.01792); FlexGen (arXiv 2303.06865)",
-    reproduce="memgym.train.reproduce:reproduce_hybridserve", format="memgym.train.reproduce:format_hybridserve",
+    reproduce="memgym.train.reproduce.hybridserve:reproduce_hybridserve", format="memgym.train.reproduce.hybridserve:format_hybridserve",
     action_metrics=("activation_share",))
 SECURE_DISAGG = EnvDescriptor(
     id="SecureDisagg-v0", env="memgym.envs.secure_disagg:SecureDisagg",
     policies="memgym.policies.secure_disagg", benchmark="secure-disagg", paper="tdmem",
     citation="TDMem: hardware-assisted trusted memory disaggregation for secure far memory (arXiv 2108.11507)",
-    reproduce="memgym.train.reproduce:reproduce_tdmem", format="memgym.train.reproduce:format_tdmem",
-    report_tables="memgym.train.report:tdmem_tables",
+    reproduce="memgym.train.reproduce.tdmem:reproduce_tdmem", format="memgym.train.reproduce.tdmem:format_tdmem",
+    report_tables="memgym.train.report.reproduction:tdmem_tables",
     action_metrics=("activation_share", "remote_share"))
 
 # every environment, by id: adding one is its own folder and one line here
