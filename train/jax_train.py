@@ -32,7 +32,6 @@ from memgym.policies import heuristic_name
 from memgym.policies.learned import arrays_to_tree, read_checkpoint, tree_to_arrays
 
 from . import runs
-from .files import atomic_open
 from .ppo_jax import RunnerState, chunk_means, make_trainer
 from .progress import bar as progress_bar, fmt
 from .tblog import ScalarWriter
@@ -40,21 +39,13 @@ from .tblog import ScalarWriter
 log = logging.getLogger(__name__)
 
 
-def checkpoint_name(global_step: int) -> str:
-    return f"ppo_jax_{global_step:012d}.npz"
-
-
 def save_checkpoint(run_dir, state: RunnerState, global_step: int, n_seeds: int) -> pathlib.Path:
-    """Write the whole (seed-batched) runner state atomically (`files.atomic_open`)."""
-    folder = pathlib.Path(run_dir) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / checkpoint_name(global_step)
+    """Write the whole (seed-batched) runner state, atomically."""
     arrays = tree_to_arrays(jax.device_get(state))
     meta = {"global_step": int(global_step), "updates": int(np.asarray(state.update).reshape(-1)[0]),
             "n_seeds": int(n_seeds), "format": "memgym.ppo_jax/1"}
-    with atomic_open(path) as f:
-        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    return path
+    return runs.write_checkpoint(run_dir, "ppo_jax", global_step, ".npz",
+                                 lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
 
 
 def load_checkpoint(path, template: RunnerState) -> tuple[RunnerState, dict]:

@@ -2,7 +2,8 @@
 in a run folder `runs/<name>/`:
 
 - checkpoints in `checkpoints/`, written atomically every `checkpoint_every` env steps and at the end, named
-  with the zero-padded global step (`CheckpointSchedule`; the formats are `memgym.policies.learned`'s);
+  `<prefix>_<zero-padded global step><suffix>` (`write_checkpoint`, `CheckpointSchedule`; the formats are
+  `memgym.policies.learned`'s);
 - resume: the newest checkpoint that reads (damaged ones are renamed `*.corrupt`), after which the TensorBoard
   events under `tb/` logged past its step are dropped, since they are logged again (`resume_from`);
 - the heuristic's mean episode return on the training scenario or distribution, measured once per process
@@ -25,6 +26,7 @@ from memgym.envs.distribution import lift, make_env
 from memgym.policies import get_policy, heuristic_name
 from memgym.policies.learned import checkpoint_paths, load_newest
 
+from .files import atomic_open
 from .tblog import drop_after
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,16 @@ def resume_from(run_dir, ckpts, load, step_of):
     drop_after(tb_dir(run_dir), step)
     log.info("resumed from %s at step %d", path, step)
     return loaded, step
+
+
+def write_checkpoint(run_dir, prefix: str, global_step: int, suffix: str, write) -> pathlib.Path:
+    """`write(file)` into `<run>/checkpoints/<prefix>_<step, 12 digits><suffix>`, atomically; returns the path."""
+    folder = pathlib.Path(run_dir) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}_{global_step:012d}{suffix}"
+    with atomic_open(path) as f:
+        write(f)
+    return path
 
 
 class CheckpointSchedule:

@@ -36,7 +36,6 @@ from memgym.policies import heuristic_name
 from memgym.policies.learned import flat_to_multi, load_sb3_model
 
 from . import runs
-from .files import atomic_open
 from .progress import bar as progress_bar
 from .sb3_adapter import MemgymSB3VecEnv
 
@@ -87,19 +86,15 @@ class MemgymCallback(BaseCallback):
 
 
 class CheckpointEvery(BaseCallback):
-    """Save `<folder>/<algorithm>_<step>.zip` atomically every `every` steps (and at the end)."""
+    """Save `<run>/checkpoints/<algorithm>_<step>.zip` atomically every `every` steps (and at the end)."""
 
-    def __init__(self, folder, prefix: str, every: int):
+    def __init__(self, run_dir, prefix: str, every: int):
         super().__init__()
-        self.folder, self.prefix, self.every = pathlib.Path(folder), prefix, every
+        self.run_dir, self.prefix, self.every = run_dir, prefix, every
         self.schedule = None
 
     def save(self) -> pathlib.Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{self.prefix}_{self.model.num_timesteps:012d}.zip"
-        with atomic_open(path) as f:
-            self.model.save(f)
-        return path
+        return runs.write_checkpoint(self.run_dir, self.prefix, self.model.num_timesteps, ".zip", self.model.save)
 
     def _on_training_start(self) -> None:
         self.schedule = runs.CheckpointSchedule(self.every, self.model.num_timesteps)
@@ -148,7 +143,7 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
 
     heuristic = heuristic_name(exp.env)
     baseline = runs.heuristic_reference(exp.env, exp.env_params, exp.seed)
-    saver = CheckpointEvery(run_dir / "checkpoints", exp.algorithm, exp.checkpoint_every)
+    saver = CheckpointEvery(run_dir, exp.algorithm, exp.checkpoint_every)
     callbacks = [MemgymCallback(runs.baseline_tag(heuristic), baseline), saver]
     if progress:
         callbacks.append(ProgressBar(exp.name))
