@@ -16,9 +16,7 @@ from .data import ordered_policies
 from .render import fmt
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b", "#bcbd22")
-
 KIND_COLORS = {"heuristic": "#222222", "oracle": "#b8860b", "random": "#9a9a9a"}
-
 MARKS = {"heuristic": " ★", "oracle": " ◆"}
 
 

@@ -24,11 +24,8 @@ NUMERIC = re.compile(r"^([-+\[–]|\d)")  # table cells right-aligned as numbers
 
 
 Table = namedtuple("Table", "header rows row_classes", defaults=(None,))
-
 Image = namedtuple("Image", "name png alt")
-
 Subheading = namedtuple("Subheading", "text")
-
 Lead = namedtuple("Lead", "text")  # the headline sentence, set apart at the top
 
 

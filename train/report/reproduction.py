@@ -5,12 +5,12 @@ paper whose environment descriptor names `report_tables` gets those blocks inste
 from __future__ import annotations
 
 from memgym.envs.descriptor import load
+from memgym.envs.registry import descriptor
 
 from ..reproduce import by_paper
 from .render import Subheading, Table, fmt
 
 MAX_WIDE_COLUMNS = 10  # a reproduction table with more columns is shown transposed
-
 DETAIL_KEYS = {"per_context"}  # per-point detail stays in reproduce.json; the page shows the averages
 
 
@@ -66,7 +66,6 @@ def tdmem_tables(block: dict) -> list:
 
 
 REPRO_TOLERANCE = 0.15  # a simulator figure within ±15 % of the paper's is a match
-
 CONFIG_KEYS = ("batch", "bins", "contexts", "scenario")
 
 
@@ -97,6 +96,14 @@ def paper_comparison(block: dict) -> tuple[Table, Table] | None:
     return table, (Table(["Model", "configuration"], config_rows) if config_rows else None)
 
 
+def paper_of(env_id) -> str | None:
+    """The paper an environment reproduces (its descriptor's `paper`); None for an id not registered here."""
+    try:
+        return descriptor(env_id).paper if isinstance(env_id, str) else None
+    except ValueError:
+        return None
+
+
 def report_tables(paper: str):
     """The function that turns a paper's reproduce.json block into report blocks, when its environment's
     descriptor names one (`report_tables`); None for the generic tables."""
@@ -108,7 +115,8 @@ def section_reproduction(res: dict) -> list:
     repro = res["reproduce"]
     if not repro:
         return ["No reproduce.json in the results folder. `memgym evaluate --reproduce ...` writes it; "
-                "`memgym reproduce h2m2` prints the same tables (the paper's numbers beside the simulator's)."]
+                f"`memgym reproduce {paper_of(res['summary'].get('env')) or 'PAPER'}` prints the same tables (the "
+                f"paper's numbers beside the simulator's)."]
     blocks = []
     for paper, block in repro.items():
         compared = paper_comparison(block) if isinstance(block, dict) else None

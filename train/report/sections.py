@@ -15,13 +15,9 @@ from .plots import (MARKS, MIN_VISIBLE, PALETTE, plot_breakdown, plot_panels, pl
 from .render import Image, Lead, Subheading, Table, fmt
 
 KEY_METRICS = ("iteration_time_s", "speedup", "tokens_per_s", "migration_bytes", "hbm_used_frac", "energy_j")
-
 OUTCOMES = ("reward", "iteration_time_s", "speedup", "tokens_per_s")  # per-step metrics plotted first
-
 MAX_METRIC_COLUMNS = 6
-
 MAX_PANELS = 6
-
 WIN, LOSE = 1.005, 0.995  # a mean score above WIN wins against the heuristic, below LOSE loses
 
 
