@@ -10,7 +10,7 @@ Both train for --steps environment steps with the hyperparameters of the experim
 rollout length, epochs, minibatches, learning rate, entropy bonus, network); rejax has no reward scale, so it
 normalises rewards instead, and keeps its learning rate constant (memgym's anneals it). Steps/s: training steps over the run time after compilation (rejax's run
 includes its one evaluation at the end). Greedy score: the deterministic policy's mean episode return on the
-same 16 episodes the heuristic is scored on (`ppo_jax.episode_returns`), divided by the H2M2 heuristic's.
+same 16 episodes the heuristic is scored on (`runs.episode_returns`), divided by the H2M2 heuristic's.
 rejax's policy does not see the flat action mask (it learns from the 0/1 mask in the observation); infeasible
 joint actions are projected by the environment, as for every policy.
 """
@@ -33,7 +33,8 @@ from memgym.envs.registry import make
 from memgym.policies import heuristic_name
 from memgym.policies.learned import forward, greedy_action
 from memgym.train import experiment
-from memgym.train.ppo_jax import episode_returns, heuristic_reference, make_trainer
+from memgym.train.ppo_jax import make_trainer
+from memgym.train.runs import episode_returns, heuristic_reference
 
 
 def timed_run(compiled, *args):

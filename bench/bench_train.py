@@ -30,7 +30,8 @@ from memgym.envs.registry import make
 from memgym.policies import get_policy, heuristic_name, policy_names
 from memgym.policies.learned import forward, greedy_action
 from memgym.train import experiment
-from memgym.train.ppo_jax import chunk_means, episode_returns, heuristic_reference, make_trainer
+from memgym.train.ppo_jax import chunk_means, make_trainer
+from memgym.train.runs import episode_returns, heuristic_reference
 
 
 def jax_throughput(exp, env, params, updates_per_chunk, repeats):

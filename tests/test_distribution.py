@@ -14,7 +14,8 @@ from memgym.envs.core import rollout
 from memgym.envs.registry import make
 from memgym.policies import get_policy
 from memgym.sim.config import ConfigError
-from memgym.train import benchmark, experiment
+from memgym.train import experiment
+from memgym.train.evaluation import benchmark
 
 TINY = {"bins": 4, "max_steps": 6, "n_slots": 16}
 DIST = {"common": TINY, "variants": [{"model": "llama2-70b"}, {"model": "chinchilla-70b"}],

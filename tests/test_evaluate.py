@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from memgym import policies
-from memgym.train import evaluate
+from memgym.train.evaluation import evaluate
 from memgym.train.cli import main
 
 TINY = {"model": "llama2-70b", "batch": 8, "bins": 4, "max_steps": 6, "context_start": (1024, 4096)}

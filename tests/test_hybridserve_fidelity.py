@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from memgym.sim import config, offload
-from memgym.train import reproduce
+from memgym.train.reproduce import hybridserve as reproduce
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_demo_and_cli_reproduce_use_the_same_bins():
 
 
 def test_format_h2m2_states_its_bins():
-    from memgym.train import reproduce
+    from memgym.train.reproduce import h2m2 as reproduce
 
     cols = ["h2m2", "oracle", "hierarchical", "a_major", "q_major", "f_major", "flexgen_static", "whole_sublayer"]
     result = {m: {**{f"speedup_{c}": 1.0 for c in cols}, "paper_h2m2": 1.5, "h2m2_over_oracle": 1.0, "batch": 8,

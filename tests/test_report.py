@@ -19,6 +19,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from memgym.train import files, report
+from memgym.train.report import data, plots, render, reproduction
 from report_fixture import BENCH_RUNS, RUN_CONFIG, TRAIN_STEPS, build_results
 
 SECTION_IDS = ["headline", "benchmark", "scores", "per-scenario", "learning", "decisions", "breakdown", "reproduction",
@@ -241,13 +242,13 @@ def test_learning_curves_come_from_the_event_files(built, tmp_path):
     runs = json.loads((results / "summary.json").read_text())["runs"]
     if not runs:
         pytest.skip("no TensorBoard event writer available to build the fixture's training run")
-    curves, missing = report.read_learning_curves([*runs, str(tmp_path / "no-such-run")])
+    curves, missing = data.read_learning_curves([*runs, str(tmp_path / "no-such-run")])
     assert missing == [str(tmp_path / "no-such-run")]
     assert sorted(c["part"] for c in curves) == ["tb/ppo_jax/seed_0", "tb/ppo_jax/seed_1"]
     for c in curves:
         steps, values = c["scalars"]["rollout/ep_rew_mean"]
         assert steps.tolist() == list(TRAIN_STEPS) and values[0] < values[-1]
-        assert report.reference_returns(c["scalars"]) == {"h2m2": 24.0}
+        assert data.reference_returns(c["scalars"]) == {"h2m2": 24.0}
     assert len(page.sections["learning"]["imgs"]) == 2  # the return curve and the env/* small multiples
     assert "2 seed log folders from 1 run)" in page.sections["learning"]["text"]
 
@@ -267,15 +268,15 @@ def test_reproduction_tables_compare_paper_and_simulator(built):
     assert h2m2_config["rows"][0][1] == ["gpt3-175b", "batch 8, contexts 512–1024"]
     assert [dict(zip(other["head"], c))["paper"] for _, c in other["rows"]] == ["0.900"]
     # a figure outside the tolerance is flagged and counted
-    table, config = report.paper_comparison({"chinchilla-70b": {"speedup_hierarchical": 1.00, "speedup_h2m2": 1.52,
+    table, config = reproduction.paper_comparison({"chinchilla-70b": {"speedup_hierarchical": 1.00, "speedup_h2m2": 1.52,
                                                                 "bins": 65, "paper": {"h2m2": 1.55, "hierarchical": 1.33}}})
     assert table.row_classes == ["", "flag"] and table.rows[1][5].startswith("✗")
     assert config.rows == [["chinchilla-70b", "bins 65"]]
-    assert report.paper_comparison({"m": {"speedup_x": 1.0}}) is None  # no paper values: the generic table
-    wide = report.reproduction_table({"m": {f"speedup_{i}": i / 3 for i in range(12)}})
+    assert reproduction.paper_comparison({"m": {"speedup_x": 1.0}}) is None  # no paper values: the generic table
+    wide = reproduction.reproduction_table({"m": {f"speedup_{i}": i / 3 for i in range(12)}})
     assert wide.header == ["Quantity", "m"] and len(wide.rows) == 12  # too wide: transposed
-    flat = report.reproduction_table({"speedup_hybridserve": 1.234, "layers": [1, 2]}, "hybridserve")
-    assert flat == report.Table(["Model", "speedup_hybridserve"], [["hybridserve", "1.23"]])  # a flat block: one row
+    flat = reproduction.reproduction_table({"speedup_hybridserve": 1.234, "layers": [1, 2]}, "hybridserve")
+    assert flat == render.Table(["Model", "speedup_hybridserve"], [["hybridserve", "1.23"]])  # a flat block: one row
 
 
 @pytest.mark.parametrize("value, text", [(1.23456, "1.23"), (1.0, "1.00"), (0.5, "0.500"), (123.4, "123"),
@@ -283,7 +284,7 @@ def test_reproduction_tables_compare_paper_and_simulator(built):
                                          (0.0, "0"), (None, "–"), (float("nan"), "–"), (8, "8"),
                                          (np.float32(2.5), "2.50"), ("gpt3", "gpt3")])
 def test_numbers_have_three_significant_digits(value, text):
-    assert report.fmt(value) == text
+    assert render.fmt(value) == text
 
 
 def test_text_is_escaped(tmp_path):
@@ -354,11 +355,11 @@ def test_tdmem_reproduction_is_three_small_tables():
         "obliviousness_cost": {"modes": {"secure": {"traffic": 1.006, "vs_plain": 1.0},
                                          "oram": {"traffic": 177.0, "vs_plain": 0.023}}},
     }
-    head, per_mode, sweep = report.tdmem_tables(block)
+    head, per_mode, sweep = reproduction.tdmem_tables(block)
     assert [r[0] for r in per_mode.rows] == ["secure", "oram"]
-    assert per_mode.rows[1][1:] == [report.fmt(61.3), report.fmt(177.0), report.fmt(0.497), report.fmt(0.023)]
-    assert ["Path ORAM blocks per access, 4GiB", report.fmt(152.0), report.fmt(152)] in head.rows
-    assert head.rows[0][1] == report.fmt(1.07) and sweep.rows == [["16", "48.0", "64.0", "1.08", "1.00"]]
+    assert per_mode.rows[1][1:] == [render.fmt(61.3), render.fmt(177.0), render.fmt(0.497), render.fmt(0.023)]
+    assert ["Path ORAM blocks per access, 4GiB", render.fmt(152.0), render.fmt(152)] in head.rows
+    assert head.rows[0][1] == render.fmt(1.07) and sweep.rows == [["16", "48.0", "64.0", "1.08", "1.00"]]
 
 
 # --- the headline sentence ----------------------------------------------------------------------------------------
@@ -437,7 +438,7 @@ def test_headline_sentence_derived_from_summary(tmp_path):
 
 def test_stored_headline_is_shown_as_written(tmp_path):
     """The demo stores `benchmark.headline(...)` in summary.json; the report shows it, not a sentence of its own."""
-    from memgym.train import benchmark
+    from memgym.train.evaluation import benchmark
 
     results = build_results(tmp_path, with_runs=False)
     bench = json.loads((results / "benchmark.json").read_text())
@@ -462,12 +463,12 @@ def test_benchmark_section_matches_benchmark_json(built):
     for _, cells in per_scen["rows"]:
         r = bench["per_scenario"][cells[0]]
         x = r["learned"][group]
-        assert cells[1:5] == [report.fmt(r["oracle"]), report.fmt(r["headroom"]),
-                              f"a_major {report.fmt(r['best_baseline_score'])}", report.fmt(x["mean"])]
-        assert cells[5] == report.fmt([x["min_run"], x["max_run"]]) and cells[6] == f"{x['gap_closed']:+.0%}"
+        assert cells[1:5] == [render.fmt(r["oracle"]), render.fmt(r["headroom"]),
+                              f"a_major {render.fmt(r['best_baseline_score'])}", render.fmt(x["mean"])]
+        assert cells[5] == render.fmt([x["min_run"], x["max_run"]]) and cells[6] == f"{x['gap_closed']:+.0%}"
     assert per_scen["rows"][1][1][6] == "-30%"  # long: 0.97 against a headroom of 0.10
     ((cls, cells),) = agg["rows"]
-    assert cls == "learned" and cells[:4] == [group, "3", report.fmt(overall["iqm"]), report.fmt(overall["iqm_ci"])]
+    assert cls == "learned" and cells[:4] == [group, "3", render.fmt(overall["iqm"]), render.fmt(overall["iqm_ci"])]
     text = page.sections["benchmark"]["text"]
     assert "greedily" in text and "training run × scenario" in text and "test split" in text
 
@@ -495,14 +496,14 @@ def legends_outside(fig) -> list:
 @pytest.fixture(scope="module")
 def res(built):
     results = built[0]
-    out = report.load_results(results)
-    out["colors"] = report.policy_colors(out)
+    out = data.load_results(results)
+    out["colors"] = plots.policy_colors(out)
     return out
 
 
 def test_score_plot_has_labelled_axes_and_visible_cis(res):
     summary = res["summary"]
-    fig = report.plot_scores(summary, res["colors"])
+    fig = plots.plot_scores(summary, res["colors"])
     assert [ax.get_xlabel() for ax in fig.axes] == ["IQM score (1 = h2m2)", "IQM score (1 = oracle)"]
     assert fig.axes[0].get_ylabel() == "policy"
     ax = fig.axes[0]
@@ -517,11 +518,11 @@ def test_score_plot_has_labelled_axes_and_visible_cis(res):
 
 def test_performance_profile_spans_every_score(res):
     scores = res["table"].score_vs_heuristic
-    prof = report.score_profile(res)
+    prof = data.score_profile(res)
     assert prof["taus"][0] < scores.min() and prof["taus"][-1] > scores.max()
     for p, curve in prof["curves"].items():
         assert curve[0] == 1.0 and curve[-1] == 0.0, p  # every curve falls all the way
-    fig = report.plot_performance_profile(prof, res["summary"], res["colors"])
+    fig = plots.plot_performance_profile(prof, res["summary"], res["colors"])
     (ax,) = fig.axes
     assert ax.get_xlabel().startswith("normalised score τ") and ax.get_ylabel().startswith("fraction of runs")
     lo, hi = ax.get_xlim()
@@ -533,23 +534,23 @@ def test_legends_sit_outside_the_data(res):
     dec = res["decisions"]["policies"]
     lines = [(p, res["colors"].get(p), {k: (d["step"], y) for k, y in d["actions"].items()}) for p, d in dec.items()]
     keys = list(next(iter(dec.values()))["actions"])
-    many = report.plot_panels(lines, keys, "step", steps=True)
+    many = plots.plot_panels(lines, keys, "step", steps=True)
     assert len(legends_outside(many)) == 1 and all(ax.get_legend() is None for ax in many.axes)
     assert all(ax.get_xlabel() == "step" for ax in many.axes if ax.get_visible())
-    one = report.plot_panels(lines, keys[:1], "step", steps=True)
+    one = plots.plot_panels(lines, keys[:1], "step", steps=True)
     assert legends_outside(one) and one.axes[0].get_ylabel() == keys[0]
 
 
 def test_a_tiny_breakdown_part_stays_visible(res):
     parts_by_policy = {p: d["parts"] for p, d in res["breakdown"]["policies"].items()}
     parts = list(next(iter(parts_by_policy.values())))
-    fig = report.plot_breakdown(parts_by_policy, parts)
+    fig = plots.plot_breakdown(parts_by_policy, parts)
     (ax,) = fig.axes
     assert ax.get_xlabel() == "seconds per iteration" and ax.get_ylabel() == "policy"
     longest = max(sum(d.values()) for d in parts_by_policy.values())
     (migration,) = [c for c in ax.containers if c.get_label() == "migration"]
     for bar in migration:
-        assert bar.get_width() >= report.MIN_VISIBLE * longest * 0.999 and bar.get_hatch()
+        assert bar.get_width() >= plots.MIN_VISIBLE * longest * 0.999 and bar.get_hatch()
     assert all(not bar.get_hatch() for c in ax.containers if c.get_label() != "migration" for bar in c)
     notes = [t.get_text() for t in ax.texts]
     assert len(notes) == len(parts_by_policy) and all("migration 2.00e-05 s" in t for t in notes)
@@ -559,7 +560,8 @@ def test_a_tiny_breakdown_part_stays_visible(res):
 def test_learning_curves_average_seeds_and_shade_their_spread():
     import numpy as np
 
-    from memgym.train.report import mean_over_seeds, plot_panels
+    from memgym.train.report.data import mean_over_seeds
+    from memgym.train.report.plots import plot_panels
 
     a = {"r": (np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0]))}
     b = {"r": (np.array([1, 2]), np.array([3.0, 4.0]))}

@@ -212,7 +212,7 @@ def test_registered_and_bad_input(tmp_path):
 def test_flexgen_policy_search_runs_on_the_remote_tier():
     """An existing policy on the tier: FlexGen's LP + batch search with remote memory as its third tier."""
     from memgym.sim import offload
-    from memgym.train.reproduce import flexgen_on_remote
+    from memgym.train.reproduce.tdmem import flexgen_on_remote
 
     params = small_params()
     out = flexgen_on_remote(params, modes=("rdma_slab", "secure", "oram"))

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 import memgym
 from memgym.envs import secure_disagg as sd
 from memgym.sim import disagg
-from memgym.train import reproduce
+from memgym.train.reproduce import tdmem as reproduce
 
 SMALL = {"max_steps": 4, "remote_bins": 5}
 SWEEP_GB = (16, 32, 64, 256)
@@ -275,11 +275,11 @@ def test_contract_format_and_cli(result, capsys, monkeypatch):
     text = reproduce.format_tdmem(result)
     for s in ("secure", "rdma_slab", "Path ORAM", "same block", "oblivious", "registering"):
         assert s in text
-    from memgym.train import commands
+    from memgym.train.commands import reproduce as reproduce_command
 
     monkeypatch.setattr(reproduce, "reproduce_tdmem", lambda: result)
-    assert commands._reproduce(argparse.Namespace(paper="tdmem", json=True, bins=None)) == 0
+    assert reproduce_command.run(argparse.Namespace(paper="tdmem", json=True, bins=None)) == 0
     assert json.loads(capsys.readouterr().out)["secure_vs_software_rdma"]["ratio"] == \
         result["secure_vs_software_rdma"]["ratio"]
-    assert commands._reproduce(argparse.Namespace(paper="tdmem", json=False, bins=None)) == 0
+    assert reproduce_command.run(argparse.Namespace(paper="tdmem", json=False, bins=None)) == 0
     assert "Path ORAM" in capsys.readouterr().out

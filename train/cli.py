@@ -1,11 +1,20 @@
-"""The `memgym` command line."""
+"""The `memgym` command line: every command's arguments. A command's work is `run(args)` in its module
+`memgym.train.commands.<command>`, imported when that command runs, so that `memgym --help`, `estimate` and
+`presets` start without the evaluation, report and training stacks."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import traceback
+
+from .reproduce import papers
+
+# `reproduce --bins`, `evaluate --reproduce-bins` and the demo's reproduction: None = the paper's own mapping
+# granularity (H2M2: heads + 1 bins per sublayer)
+BINS = None
 
 
 def integer(lo: int):
@@ -22,33 +31,7 @@ def integer(lo: int):
     return parse
 
 
-def dumps(obj) -> str:
-    """JSON for --json: non-finite floats become null (JSON has no NaN or Infinity)."""
-    import json
-
-    from memgym.sim.validate import finite_json
-
-    return json.dumps(finite_json(obj), indent=2, allow_nan=False)
-
-
-def _estimate(args) -> int:
-    from memgym.sim.estimate import estimate, format_table
-
-    result = estimate(args.model, args.hardware, args.batch, args.context, phase=args.phase,
-                      ideal=args.ideal, tp=args.tp, dtype=args.dtype, decode_attention=args.decode_attention,
-                      launch=args.launch)
-    if args.json and result.get("warning"):
-        print(result["warning"], file=sys.stderr)  # the table shows it on its first line
-    print(dumps(result) if args.json else format_table(result))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memgym", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; errors with their traceback")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_estimate(sub) -> None:
     e = sub.add_parser("estimate", help="per-kernel cost of one iteration of a model on a hardware preset")
     e.add_argument("--model", default="gpt3-175b", help="model preset or YAML path (default gpt3-175b)")
     e.add_argument("--hardware", default="a100-80gb", help="hardware preset or YAML path (default a100-80gb)")
@@ -67,11 +50,88 @@ def build_parser() -> argparse.ArgumentParser:
                         "overhead_us; the default) or graph (a serving engine's CUDA-graph-captured decode with "
                         "fused residual-add + norm, calibration.overhead_us_graph)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.set_defaults(func=_estimate)
 
-    from . import commands
 
-    commands.add_commands(sub)
+def add_reproduce(sub) -> None:
+    r = sub.add_parser("reproduce", help="the papers' tables beside the simulator's numbers")
+    r.add_argument("paper", choices=tuple(papers()))
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--bins", type=integer(2), default=BINS,
+                   help="H2M2's mapping granularity, bins per sublayer (default: heads + 1, the paper's)")
+
+
+def add_train(sub) -> None:
+    t = sub.add_parser("train", help="train an agent from an experiment config (SB3 or the JAX PPO trainer)")
+    t.add_argument("--config", help="configs/experiments/NAME.yaml, a preset name, or any YAML path")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the run folder (its config.yaml, tb/ and checkpoints/)")
+    t.add_argument("--run-dir", default=None, help="run folder (default runs/<name>)")
+    t.add_argument("--total-timesteps", type=integer(1), default=None,
+                   help="override total_timesteps (with --resume: steps added to the checkpoint's count)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_evaluate(sub) -> None:
+    e = sub.add_parser("evaluate", help="every policy on the experiment's held-out scenarios, many seeds")
+    e.add_argument("--config", required=True, help="experiment config (its eval: block names the scenarios)")
+    e.add_argument("--checkpoints", nargs="*", default=[], metavar="RUN", help="training run folders to include")
+    e.add_argument("-o", "--out", default="results", help="output folder (default results/)")
+    e.add_argument("--seeds", type=integer(1), default=None, help="seeds per scenario (default: the config's, or 10)")
+    e.add_argument("--reproduce", action="store_true", help="also compute the paper reproduction tables")
+    e.add_argument("--reproduce-bins", type=integer(2), default=BINS,
+                   help="H2M2's mapping granularity for --reproduce (default: heads + 1, as `memgym reproduce h2m2`)")
+    e.add_argument("--no-progress", action="store_true", help="no progress lines")
+
+
+def add_benchmark(sub) -> None:
+    b = sub.add_parser("benchmark", help="every policy and learned runs on a benchmark's held-out test split")
+    b.add_argument("env", help="environment id, e.g. KernelMapping-v0")
+    b.add_argument("--checkpoints", nargs="*", default=[], metavar="RUN", help="training run folders to score")
+    b.add_argument("--split", choices=("test", "validation"), default="test",
+                   help="test (the headline) or validation (for tuning)")
+    b.add_argument("--benchmark", default=None,
+                   help="benchmark name or YAML path (default: the environment's, configs/benchmarks/)")
+    b.add_argument("-o", "--out", default=None, help="output folder (default results/benchmark-NAME-SPLIT)")
+    b.add_argument("--seeds", type=integer(1), default=None, help="evaluation episodes per scenario (default: the "
+                                                            "benchmark's)")
+    b.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def add_demo(sub) -> None:
+    d = sub.add_parser("demo", help="train the KernelMapping generalist briefly, score it on the held-out test "
+                                    "split against the paper heuristic, write the report")
+    d.add_argument("--out", default="memgym-demo", help="output folder (default memgym-demo/)")
+    d.add_argument("--timesteps", type=integer(1), default=1_500_000,
+                   help="PPO env steps per training seed (default 1.5M)")
+    d.add_argument("--seeds", type=integer(1), default=None,
+                   help="evaluation episodes per test scenario (default: the benchmark's)")
+    d.add_argument("--reproduce", action="store_true", help="also reproduce H2M2's paper table (~100 s more)")
+    d.add_argument("--no-progress", action="store_true")
+
+
+def add_report(sub) -> None:
+    r = sub.add_parser("report", help="one self-contained HTML page (and Markdown) from evaluation results")
+    r.add_argument("results", help="the folder `memgym evaluate -o` wrote")
+    r.add_argument("-o", "--output", default=None, help="report.html path (default RESULTS/report.html)")
+
+
+def add_presets(sub) -> None:
+    p = sub.add_parser("presets", help="the shipped model and hardware presets: key numbers and sources")
+    p.add_argument("kind", nargs="?", choices=("models", "hardware"), default=None, help="default: both")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+COMMANDS = (add_estimate, add_reproduce, add_train, add_evaluate, add_benchmark, add_demo, add_report, add_presets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memgym", description="The `memgym` command line.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; errors with their traceback")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return p
 
 
@@ -81,7 +141,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        return importlib.import_module(f"memgym.train.commands.{args.command}").run(args)
     except (ValueError, OSError) as e:  # expected failures: bad configs and arguments (ConfigError and
         # CheckpointError are ValueErrors), missing, damaged or unwritable files, existing paths
         if args.verbose:

@@ -1,8 +1,9 @@
-"""`memgym demo`: the README's main command. Train the KernelMapping-v0 generalist (JAX PPO over the
-kernel-mapping benchmark's train distribution, three training seeds in one program) for 1.5M steps per seed,
-score it with every policy on the benchmark's held-out test split, write the report and print the headline:
-what the agent was trained on, and where it wins and loses against H2M2's heuristic. `with_reproduction=True` adds
-H2M2's paper table (about 100 s more on 2 cores)."""
+"""`memgym demo`: the README's main command. Train the generalist of `DEMO_CONFIG` (KernelMapping-v0: JAX PPO
+over the kernel-mapping benchmark's train distribution, three training seeds in one program) for 1.5M steps per
+seed, score it with every policy on the benchmark's held-out test split, write the report and print the
+headline: what the agent was trained on, and where it wins and loses against the paper's heuristic.
+`with_reproduction=True` adds the environment's paper reproduction (its descriptor's `reproduce`: H2M2's table,
+about 100 s more on 2 cores)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import logging
 import pathlib
 import time
 
+from memgym.envs import distribution
+from memgym.envs.registry import descriptor
+from memgym.policies import learned
+
+from . import experiment, reproduce
+from .evaluation import benchmark
 from .files import write_atomic
 from .progress import heartbeat
+from .report import write_report
 
 log = logging.getLogger(__name__)
 DEMO_CONFIG = "kernel-mapping-generalist"
@@ -20,11 +28,6 @@ DEMO_CONFIG = "kernel-mapping-generalist"
 
 def run_demo(out="memgym-demo", timesteps: int = 1_500_000, seeds: int | None = None, progress: bool = True,
              with_reproduction: bool = False, reproduce_bins: int | None = None, say=print) -> dict:
-    from memgym.envs import distribution
-    from memgym.policies import learned
-
-    from . import benchmark, experiment, report, reproduce
-
     out = pathlib.Path(out)
     t0 = time.perf_counter()
     exp = experiment.load(DEMO_CONFIG, total_timesteps=timesteps)
@@ -44,13 +47,14 @@ def run_demo(out="memgym-demo", timesteps: int = 1_500_000, seeds: int | None = 
             exp = experiment.load(run_dir / "config.yaml", total_timesteps=timesteps - done)
         summary = experiment.train(exp, run_dir=run_dir, resume=resume, progress=progress)
         say(experiment.format_summary(exp, summary))
-    repro = None
+    repro, env = None, descriptor(exp.env)
     if with_reproduction:
-        say("[2/4] reproducing H2M2's table (speedups over LPDDR-only)")
-        with heartbeat("reproduce h2m2", enabled=progress):
-            repro = reproduce.reproduce_h2m2(bins=reproduce_bins)  # what `memgym reproduce h2m2` prints
+        say(f"[2/4] reproducing the {env.paper} paper's table")
+        with heartbeat(f"reproduce {env.paper}", enabled=progress):  # what `memgym reproduce PAPER` prints
+            repro = reproduce.reproduce(env, bins=reproduce_bins)
     else:
-        say("[2/4] skipping H2M2's table (`memgym demo --reproduce` adds it; `memgym reproduce h2m2` prints it)")
+        say(f"[2/4] skipping the {env.paper} paper's table (`memgym demo --reproduce` adds it; "
+            f"`memgym reproduce {env.paper}` prints it)")
     say("[3/4] scoring every policy and the agent on the benchmark's held-out test split")
     results = out / "results"
     with heartbeat("benchmark", enabled=progress):
@@ -59,12 +63,12 @@ def run_demo(out="memgym-demo", timesteps: int = 1_500_000, seeds: int | None = 
     sentence = benchmark.headline(summary, trained_on)
     _add_to_summary(results / "summary.json", headline=sentence)
     if repro is not None:
-        write_atomic(results / "reproduce.json", json.dumps({"h2m2": repro}, indent=1))
+        write_atomic(results / "reproduce.json", json.dumps({env.paper: repro}, indent=1))
     say("[4/4] writing the report")
-    html, md = report.write_report(results, out / "report.html")
+    html, md = write_report(results, out / "report.html")
     say("")
     if repro is not None:
-        say(reproduce.format_h2m2(repro))
+        say(reproduce.format_result(env, repro))
         say("")
     say(benchmark.format_benchmark(summary))
     say("")

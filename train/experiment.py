@@ -48,7 +48,10 @@ from memgym.envs import distribution, registry
 from memgym.policies import policy_names
 from memgym.sim.config import ConfigError, preset_path, presets  # noqa: F401 (presets: re-exported)
 
+from . import jax_train
 from .files import remove_stale_temps, write_atomic
+from .ppo_jax import HYPERPARAMETERS, default_hyperparameters
+from .progress import fmt
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +162,6 @@ def _check_env_params(env_id, env_params, file, key="env_params"):
 
 
 def _check_ppo_jax_hyperparameters(hp, file, env_id):
-    from .ppo_jax import HYPERPARAMETERS, default_hyperparameters
-
     out = default_hyperparameters()
     for k, v in hp.items():
         if k not in HYPERPARAMETERS:
@@ -189,12 +190,9 @@ def _check_ppo_jax_hyperparameters(hp, file, env_id):
 
 
 def _check_sb3_hyperparameters(algorithm, hp, file):
-    if algorithm == "MaskablePPO":
-        from sb3_contrib import MaskablePPO as cls
-    else:
-        import stable_baselines3
+    from .sb3_train import algorithm_class  # SB3 imports torch: only for SB3 experiments
 
-        cls = getattr(stable_baselines3, algorithm)
+    cls = algorithm_class(algorithm)
     reserved = {"env", "policy", "seed", "tensorboard_log", "verbose", "_init_setup_model", "device"}
     valid = [p for p in inspect.signature(cls.__init__).parameters if p not in reserved | {"self"}]
     for k, v in hp.items():
@@ -371,18 +369,16 @@ def train(exp: Experiment, run_dir=None, resume: bool = False, progress: bool = 
     runs/<name>/, see `prepare_run_dir`); returns the trainer's summary."""
     run_dir = prepare_run_dir(exp, run_dir if run_dir else default_run_dir(exp), resume, overwrite)
     if exp.algorithm == "ppo_jax":
-        from .ppo_jax import train_experiment
-    else:
-        from .sb3_train import train_experiment
-    return train_experiment(exp, run_dir, resume=resume, progress=progress)
+        return jax_train.train_experiment(exp, run_dir, resume=resume, progress=progress)
+    from . import sb3_train  # SB3 imports torch: only for SB3 experiments
+
+    return sb3_train.train_experiment(exp, run_dir, resume=resume, progress=progress)
 
 
 def format_summary(exp: Experiment, summary: dict) -> str:
     """A few lines for the terminal: steps, time, and the learned reward against the heuristic's."""
     lines = [f"{exp.name}: {exp.algorithm} on {exp.env}, step {summary['global_step']} "
              f"({summary['global_step'] - summary.get('start_step', 0)} this run) in {summary['wall_s']:.0f} s"]
-    from .progress import fmt
-
     (heuristic, ref), = summary["baseline"].items()
     for i, scalars in enumerate(summary["scalars"]):
         r = scalars.get("rollout/ep_rew_mean", float("nan"))

@@ -4,17 +4,9 @@
     state = jax.vmap(trainer.init)(jax.random.split(key, n_seeds))
     state, stats = jax.jit(jax.vmap(trainer.run, in_axes=(0, None, None)))(state, n_updates, horizon)
 
-`make_train(config, env, params) -> train(key)` is the one-call form (all updates in one program).
-`train_experiment(exp, run_dir, ...)` is the host loop behind `memgym train` for `algorithm: ppo_jax`: it runs
-the program in chunks of updates (compiled once: the chunk length is a traced loop bound) and, between chunks,
-writes TensorBoard scalars under SB3's tag names plus `env/<metric>` and `baseline/<heuristic>/ep_rew_mean`,
-moves a progress bar and saves checkpoints (format in `memgym.policies.learned`); `resume=True` continues
-from the latest checkpoint with the step count, optimiser state, PRNG key and environments intact.
-
-Logged per chunk and per seed (`<run>/tb/ppo_jax/seed_<i>`, x axis: env steps of that seed):
-`rollout/ep_rew_mean`, `rollout/ep_len_mean` over the episodes that ended in the chunk (SB3 uses its last 100);
-`time/fps`, the chunk's env steps per second for one seed (× n_seeds for the machine's throughput); `train/*`
-means over the chunk's updates; `env/<metric>` means of info["metrics"] over the chunk's steps.
+`make_train(config, env, params) -> train(key)` is the one-call form (all updates in one program);
+`chunk_means` turns a chunk's sums into the scalars logged under SB3's tag names. The host loop behind
+`memgym train` (chunks, TensorBoard, checkpoints, resume) is `memgym.train.jax_train`.
 
 Differences from PureJaxRL worth knowing:
 - GAE bootstraps truncation: at a truncated step the target is r + γ V(final_observation), at a terminated
@@ -32,29 +24,17 @@ Differences from PureJaxRL worth knowing:
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import pathlib
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from memgym.envs.core import rollout
-from memgym.envs.distribution import Randomized, lift, make_env
-from memgym.policies import get_policy, heuristic_name
-from memgym.policies.learned import (
-    ObsNorm, arrays_to_tree, checkpoint_paths, entropy, forward, init_network, load_newest, log_prob,
-    read_checkpoint, sample_action, tree_to_arrays, value_of)
-
-from .files import atomic_open
-
-log = logging.getLogger(__name__)
+from memgym.envs.distribution import Randomized, lift
+from memgym.policies import get_policy
+from memgym.policies.learned import (ObsNorm, entropy, forward, init_network, log_prob, sample_action,
+                                     value_of)
 
 # name -> (default, kind); kinds: "int" (> 0), "float" (>= 0), "fraction" ([0, 1]), "bool", "sizes" (list of
 # positive ints), or a tuple of allowed strings. Tuned for KernelMapping-v0 on a 2-core CPU (see the
@@ -307,160 +287,3 @@ def chunk_means(stats: dict) -> dict:
     out["rollout/ep_len_mean"] = float(stats["ep_length_sum"]) / episodes if episodes else math.nan
     out.update({k: float(v) / steps for k, v in stats.items() if k.startswith("env/")})
     return out
-
-
-_REFERENCES: dict = {}
-
-
-def heuristic_reference(env_id: str, env_params: dict, seed: int = 0, dist=None) -> float:
-    """The heuristic's mean episode return on a scenario or over a distribution (`episode_returns`), cached
-    per process."""
-    cache_key = (env_id, json.dumps(env_params, sort_keys=True), json.dumps(dist, sort_keys=True), seed)
-    if cache_key not in _REFERENCES:
-        env, params = make_env(env_id, env_params, dist)
-        name = heuristic_name(env_id)
-        policy = get_policy(env_id, name)
-        if dist is not None:
-            policy = lift(policy)
-        t0 = time.perf_counter()
-        _REFERENCES[cache_key] = episode_returns(env, policy, params, jax.random.PRNGKey(seed),
-                                                 n_envs=16 if dist is None else 64)
-        log.info("%s: mean episode return %.4f (%.1f s)", name, _REFERENCES[cache_key], time.perf_counter() - t0)
-    return _REFERENCES[cache_key]
-
-
-def episode_returns(env, policy, params, key, n_envs: int = 16, n_episodes_per_env: int = 1):
-    """Mean return of the episodes `policy` completes in `n_envs` vmapped scan rollouts of
-    n_episodes_per_env × max_steps steps (the reference a learned policy is measured against)."""
-    n_steps = int(getattr(params, "max_steps")) * n_episodes_per_env
-
-    def one(k):
-        rewards, term, trunc, _, _ = rollout(env, policy, params, k, n_steps)
-
-        def acc(running, x):
-            r, done = x
-            running = running + r
-            return jnp.where(done, 0.0, running), jnp.where(done, running, 0.0)
-
-        _, finished = jax.lax.scan(acc, jnp.float32(0.0), (rewards, term | trunc))
-        return finished.sum(), (term | trunc).sum()
-
-    total, count = jax.jit(jax.vmap(one))(jax.random.split(key, n_envs))
-    return float(total.sum() / jnp.maximum(count.sum(), 1))
-
-
-# -- checkpoints -------------------------------------------------------------------------------------------
-def checkpoint_name(global_step: int) -> str:
-    return f"ppo_jax_{global_step:012d}.npz"
-
-
-def save_checkpoint(run_dir, state: RunnerState, global_step: int, n_seeds: int) -> pathlib.Path:
-    """Write the whole (seed-batched) runner state atomically (`files.atomic_open`)."""
-    folder = pathlib.Path(run_dir) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / checkpoint_name(global_step)
-    arrays = tree_to_arrays(jax.device_get(state))
-    meta = {"global_step": int(global_step), "updates": int(np.asarray(state.update).reshape(-1)[0]),
-            "n_seeds": int(n_seeds), "format": "memgym.ppo_jax/1"}
-    with atomic_open(path) as f:
-        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    return path
-
-
-def load_checkpoint(path, template: RunnerState) -> tuple[RunnerState, dict]:
-    arrays, meta = read_checkpoint(path)
-    return arrays_to_tree(arrays, template), meta
-
-
-# -- the host loop behind `memgym train` -------------------------------------------------------------------
-_PROGRAMS: dict = {}
-
-
-def _program(exp):
-    """(trainer, jitted init over seeds, compiled run over seeds) for an experiment, cached per process so
-    that a resumed run or a sweep in one process compiles once. The chunk length and the LR horizon are
-    traced arguments: one executable serves every call."""
-    cache_key = (exp.env, json.dumps(exp.env_params, sort_keys=True), json.dumps(exp.distribution, sort_keys=True),
-                 json.dumps(exp.hyperparameters, sort_keys=True), exp.num_envs, exp.n_seeds)
-    if cache_key not in _PROGRAMS:
-        env, params = make_env(exp.env, exp.env_params, exp.distribution)
-        trainer = make_trainer(exp.hyperparameters, env, params, exp.num_envs)
-        init = jax.jit(jax.vmap(trainer.init))
-        template = jax.eval_shape(init, jax.random.split(jax.random.PRNGKey(0), exp.n_seeds))
-        run = jax.jit(jax.vmap(trainer.run, in_axes=(0, None, None)), donate_argnums=0).lower(
-            template, 1, 1).compile()
-        _PROGRAMS[cache_key] = (trainer, init, run)
-    return _PROGRAMS[cache_key]
-
-
-def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) -> dict:
-    """Train `exp` (a validated `memgym.train.experiment.Experiment`) into `run_dir`; returns a summary
-    (global_step, last logged scalars per seed, heuristic reference, wall time, compile time)."""
-    from .tblog import ScalarWriter, drop_after
-
-    t_start = time.perf_counter()
-    run_dir = pathlib.Path(run_dir)
-    ckpts = checkpoint_paths(run_dir)
-    if resume and not ckpts:  # before compiling anything
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
-    keys = jax.random.split(jax.random.PRNGKey(exp.seed), exp.n_seeds)
-    heuristic = heuristic_name(exp.env)
-    with ThreadPoolExecutor(1) as pool:  # XLA compiles outside the GIL: the reference overlaps the compile
-        reference = pool.submit(heuristic_reference, exp.env, exp.env_params, exp.seed, exp.distribution)
-        t0 = time.perf_counter()
-        trainer, init, run = _program(exp)
-        compile_s = time.perf_counter() - t0
-        log.info("compiled the training program in %.1f s", compile_s)
-        start_step = 0
-        if resume:
-            template = jax.eval_shape(init, keys)
-            path, (state, meta) = load_newest(ckpts, lambda p: load_checkpoint(p, template))
-            start_step = meta["global_step"]
-            drop_after(run_dir / "tb", start_step)  # the steps after it are logged again
-            log.info("resumed from %s at step %d", path, start_step)
-        else:
-            state = init(keys)
-        baseline = reference.result()
-
-    batch = trainer.batch_size
-    start_updates = start_step // batch
-    target_updates = start_updates + max(1, math.ceil(exp.total_timesteps / batch))
-    chunk = max(1, exp.log_every // batch)
-    baseline_tag = f"baseline/{heuristic}/ep_rew_mean"
-    writers = [ScalarWriter(run_dir / "tb" / "ppo_jax" / f"seed_{i}") for i in range(exp.n_seeds)]
-    from .progress import bar as progress_bar, fmt
-
-    bar = progress_bar(target_updates * batch, exp.name, enabled=progress, initial=start_updates * batch)
-    ckpt_every = exp.checkpoint_every
-    next_ckpt = (start_step // ckpt_every + 1) * ckpt_every
-    updates = start_updates
-    last = [{} for _ in range(exp.n_seeds)]
-    try:
-        while updates < target_updates:
-            n = min(chunk, target_updates - updates)
-            t0 = time.perf_counter()
-            state, stats = run(state, n, target_updates)
-            stats = jax.device_get(stats)
-            dt = time.perf_counter() - t0
-            updates += n
-            step = updates * batch
-            for i, w in enumerate(writers):
-                scalars = chunk_means({k: v[i] for k, v in stats.items()})
-                scalars["time/fps"] = n * batch / dt
-                scalars[baseline_tag] = baseline
-                w.add_scalars(scalars, step)
-                w.flush()
-                last[i] = scalars
-            log.info("step %d  ep_rew_mean %.3f  (%s %.3f)  %.0f steps/s", step,
-                     last[0].get("rollout/ep_rew_mean", math.nan), heuristic, baseline, n * batch / dt)
-            bar.update(n * batch)
-            bar.set_postfix(ep_rew=fmt(last[0].get("rollout/ep_rew_mean")), ref=fmt(baseline))
-            if step >= next_ckpt or updates >= target_updates:
-                save_checkpoint(run_dir, state, step, exp.n_seeds)
-                next_ckpt = (step // ckpt_every + 1) * ckpt_every
-    finally:
-        for w in writers:
-            w.close()
-        bar.close()
-    return {"global_step": updates * batch, "start_step": start_step, "scalars": last,
-            "baseline": {heuristic: baseline}, "wall_s": time.perf_counter() - t_start, "compile_s": compile_s}

@@ -12,6 +12,8 @@ import math
 import sys
 import threading
 
+from tqdm import tqdm
+
 NON_TTY_INTERVAL_S = 15.0
 
 
@@ -33,8 +35,6 @@ class LineStream:
 def bar(total=None, desc: str = "", enabled: bool = True, initial: int = 0, unit: str = "step",
         unit_scale: bool = True, stream=None):
     """A tqdm bar (a disabled one when `enabled` is False): in place on a TTY, periodic lines elsewhere."""
-    from tqdm import tqdm
-
     stream = sys.stderr if stream is None else stream
     tty = bool(getattr(stream, "isatty", lambda: False)())
     if tty:

@@ -20,34 +20,28 @@ machine torch's OpenMP workers fight XLA's thread pool (the environments step in
 
 from __future__ import annotations
 
-import logging
 import math
 import pathlib
 import time
 
 import numpy as np
+import stable_baselines3
 import torch
 from gymnasium import spaces
+from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from memgym.policies import heuristic_name
-from memgym.policies.learned import checkpoint_paths, flat_to_multi, load_newest, load_sb3_model
+from memgym.policies.learned import flat_to_multi, load_sb3_model
 
-from .files import atomic_open
-from .tblog import drop_after
-
-log = logging.getLogger(__name__)
+from . import runs
+from .progress import bar as progress_bar
+from .sb3_adapter import MemgymSB3VecEnv
 
 
 def algorithm_class(name: str):
-    if name == "MaskablePPO":
-        from sb3_contrib import MaskablePPO
-
-        return MaskablePPO
-    import stable_baselines3
-
-    return getattr(stable_baselines3, name)
+    return MaskablePPO if name == "MaskablePPO" else getattr(stable_baselines3, name)
 
 
 class FlatActions(VecEnvWrapper):
@@ -92,27 +86,22 @@ class MemgymCallback(BaseCallback):
 
 
 class CheckpointEvery(BaseCallback):
-    """Save `<folder>/<algorithm>_<step>.zip` atomically every `every` steps (and at the end)."""
+    """Save `<run>/checkpoints/<algorithm>_<step>.zip` atomically every `every` steps (and at the end)."""
 
-    def __init__(self, folder, prefix: str, every: int):
+    def __init__(self, run_dir, prefix: str, every: int):
         super().__init__()
-        self.folder, self.prefix, self.every = pathlib.Path(folder), prefix, every
-        self.next_save = None
+        self.run_dir, self.prefix, self.every = run_dir, prefix, every
+        self.schedule = None
 
     def save(self) -> pathlib.Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{self.prefix}_{self.model.num_timesteps:012d}.zip"
-        with atomic_open(path) as f:
-            self.model.save(f)
-        return path
+        return runs.write_checkpoint(self.run_dir, self.prefix, self.model.num_timesteps, ".zip", self.model.save)
 
     def _on_training_start(self) -> None:
-        self.next_save = (self.model.num_timesteps // self.every + 1) * self.every
+        self.schedule = runs.CheckpointSchedule(self.every, self.model.num_timesteps)
 
     def _on_step(self) -> bool:
-        if self.model.num_timesteps >= self.next_save:
+        if self.schedule.due(self.model.num_timesteps):
             self.save()
-            self.next_save = (self.model.num_timesteps // self.every + 1) * self.every
         return True
 
 
@@ -124,9 +113,7 @@ class ProgressBar(BaseCallback):
         self.desc, self.bar = desc, None
 
     def _on_training_start(self) -> None:
-        from .progress import bar
-
-        self.bar = bar(self.locals["total_timesteps"], self.desc, initial=self.model.num_timesteps)
+        self.bar = progress_bar(self.locals["total_timesteps"], self.desc, initial=self.model.num_timesteps)
 
     def _on_step(self) -> bool:
         self.bar.update(self.training_env.num_envs)
@@ -137,35 +124,27 @@ class ProgressBar(BaseCallback):
 
 
 def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) -> dict:
-    """Train `exp` with SB3 into `run_dir`; returns a summary like `ppo_jax.train_experiment`'s."""
-    from memgym.train.sb3_adapter import MemgymSB3VecEnv
-
-    from .ppo_jax import heuristic_reference
-
+    """Train `exp` with SB3 into `run_dir`; returns a summary like `jax_train.train_experiment`'s."""
     run_dir = pathlib.Path(run_dir)
-    ckpts = checkpoint_paths(run_dir, ".zip")
-    if resume and not ckpts:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    ckpts = runs.checkpoints_to_resume(run_dir, resume, ".zip")
     cls = algorithm_class(exp.algorithm)
     venv = MemgymSB3VecEnv(exp.env, num_envs=exp.num_envs, seed=exp.seed, **exp.env_params)
     if exp.algorithm == "DQN" and isinstance(venv.action_space, spaces.MultiDiscrete):
         venv = FlatActions(venv)
-    tb = str(run_dir / "tb")
+    tb = str(runs.tb_dir(run_dir))
     start_step = 0
     if resume:
-        path, model = load_newest(ckpts, lambda p: load_sb3_model(cls, p, env=venv, device="cpu",
-                                                                 tensorboard_log=tb))
-        start_step = model.num_timesteps
-        drop_after(tb, start_step)  # the steps after it are logged again
-        log.info("resumed from %s at step %d", path, start_step)
+        model, start_step = runs.resume_from(
+            run_dir, ckpts, lambda p: load_sb3_model(cls, p, env=venv, device="cpu", tensorboard_log=tb),
+            lambda m: m.num_timesteps)
     else:
         model = cls("MlpPolicy", venv, seed=exp.seed, tensorboard_log=tb, verbose=0, device="cpu",
                     **exp.hyperparameters)
 
     heuristic = heuristic_name(exp.env)
-    baseline = heuristic_reference(exp.env, exp.env_params, exp.seed)
-    saver = CheckpointEvery(run_dir / "checkpoints", exp.algorithm, exp.checkpoint_every)
-    callbacks = [MemgymCallback(f"baseline/{heuristic}/ep_rew_mean", baseline), saver]
+    baseline = runs.heuristic_reference(exp.env, exp.env_params, exp.seed)
+    saver = CheckpointEvery(run_dir, exp.algorithm, exp.checkpoint_every)
+    callbacks = [MemgymCallback(runs.baseline_tag(heuristic), baseline), saver]
     if progress:
         callbacks.append(ProgressBar(exp.name))
     if exp.algorithm == "DQN":
@@ -185,5 +164,4 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
     episodes = [e["r"] for e in model.ep_info_buffer]
     scalars = {"rollout/ep_rew_mean": float(np.mean(episodes)) if episodes else math.nan,
                "time/fps": (model.num_timesteps - start_step) / wall}
-    return {"global_step": int(model.num_timesteps), "start_step": start_step, "scalars": [scalars],
-            "baseline": {heuristic: baseline}, "wall_s": wall}
+    return runs.summary(int(model.num_timesteps), start_step, [scalars], heuristic, baseline, wall)

@@ -11,8 +11,13 @@ import math
 import pathlib
 import time
 
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+from .files import atomic_open
 
 
 class ScalarWriter:
@@ -51,8 +56,6 @@ class ScalarWriter:
 def read_scalars(logdir) -> dict[str, list[tuple[int, float]]]:
     """Every scalar under `logdir` (recursively) as {tag: [(step, value), ...]} sorted by step; for tests and
     reports."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     out: dict[str, list[tuple[int, float]]] = {}
     folders = {p.parent for p in pathlib.Path(logdir).rglob("events.out.tfevents.*")}
     for folder in sorted(folders):
@@ -67,11 +70,6 @@ def drop_after(logdir, step: int) -> list[pathlib.Path]:
     """Rewrite every event file under `logdir` without the events past `step` (atomically); returns the files
     changed. A resumed run calls it with the checkpoint's step: what was logged after that checkpoint is
     logged again, so TensorBoard would otherwise show those steps twice."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.summary.writer.record_writer import RecordWriter
-
-    from .files import atomic_open
-
     changed = []
     for path in sorted(pathlib.Path(logdir).rglob("events.out.tfevents.*")):
         events = list(EventFileLoader(str(path)).Load())

@@ -16,6 +16,6 @@ DESCRIPTOR = EnvDescriptor(
     id="CacheRatio-v0", env="memgym.envs.cache_ratio:CacheRatio",
     policies="memgym.policies.cache_ratio", benchmark="cache-ratio", paper="hybridserve",
     citation="HybridServe: a KV/activation hybrid cache for GPU offloading (arXiv 2501.01792); FlexGen (arXiv 2303.06865)",
-    reproduce="memgym.train.reproduce:reproduce_hybridserve", format="memgym.train.reproduce:format_hybridserve",
+    reproduce="memgym.train.reproduce.hybridserve:reproduce_hybridserve", format="memgym.train.reproduce.hybridserve:format_hybridserve",
     scenario="memgym.envs.cache_ratio:CacheRatioScenario",
     action_metrics=("activation_share",))

@@ -13,7 +13,7 @@ DESCRIPTOR = EnvDescriptor(
     id="KernelMapping-v0", env="memgym.envs.kernel_mapping:KernelMapping",
     policies="memgym.policies.kernel_mapping", benchmark="kernel-mapping", paper="h2m2",
     citation="H2M2: asymmetric HBM + LPDDR memory with compute on each side (arXiv 2504.14893)",
-    reproduce="memgym.train.reproduce:reproduce_h2m2", format="memgym.train.reproduce:format_h2m2",
+    reproduce="memgym.train.reproduce.h2m2:reproduce_h2m2", format="memgym.train.reproduce.h2m2:format_h2m2",
     scenario="memgym.envs.kernel_mapping:KernelMappingScenario",
     action_metrics=("hbm_share_attention", "hbm_share_qkv", "hbm_share_fc"),
     time_parts=("time_attention_s", "time_qkv_s", "time_fc_s", "migration_s"))

@@ -24,6 +24,6 @@ DESCRIPTOR = EnvDescriptor(
     id="SecureDisagg-v0", env="memgym.envs.secure_disagg:SecureDisagg",
     policies="memgym.policies.secure_disagg", benchmark="secure-disagg", paper="tdmem",
     citation="TDMem: hardware-assisted trusted memory disaggregation for secure far memory (arXiv 2108.11507)",
-    reproduce="memgym.train.reproduce:reproduce_tdmem", format="memgym.train.reproduce:format_tdmem",
-    report_tables="memgym.train.report:tdmem_tables", scenario="memgym.envs.secure_disagg:SecureDisaggScenario",
+    reproduce="memgym.train.reproduce.tdmem:reproduce_tdmem", format="memgym.train.reproduce.tdmem:format_tdmem",
+    report_tables="memgym.train.report.reproduction:tdmem_tables", scenario="memgym.envs.secure_disagg:SecureDisaggScenario",
     action_metrics=("activation_share", "remote_share"))

@@ -26,18 +26,17 @@ import pandas as pd
 
 from memgym import policies as policy_registry
 from memgym.envs.distribution import load_benchmark
-from memgym.envs.registry import canonical_id
+from memgym.envs.registry import canonical_id, descriptor
 
+from ..files import write_atomic
 from . import evaluate
-from .files import write_atomic
 
 ORACLE = evaluate.ORACLE
 
 
 def default_benchmark(env_id: str) -> str:
-    """'KernelMapping-v0' -> 'kernel-mapping' (the benchmark shipped for each environment)."""
-    name = canonical_id(env_id).rsplit("-v", 1)[0]
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+    """The benchmark shipped for an environment (its descriptor's `benchmark`: configs/benchmarks/NAME.yaml)."""
+    return descriptor(env_id).benchmark
 
 
 def _group(policy: str) -> str:

@@ -25,13 +25,21 @@ from scipy import stats
 
 from memgym import policies as policy_registry
 from memgym.envs.core import rollout
-from memgym.envs.registry import canonical_id, make
+from memgym.envs.registry import canonical_id, descriptor, make
+from memgym.policies.learned import (is_jax_run, latest_checkpoint, load_jax_policy, load_sb3_policy,
+                                     read_checkpoint)
 
-from .files import write_atomic
+from ..files import write_atomic
 
 log = logging.getLogger(__name__)
 ORACLE = "oracle"
 TAUS = np.linspace(0.5, 1.5, 41)
+
+
+def part_label(metric: str) -> str:
+    """A step-time part's label in breakdown.json: 'time_attention_s' -> 'attention', 'migration_s' ->
+    'migration'."""
+    return metric.removeprefix("time_").removesuffix("_s")
 
 
 def _kind(name: str, heuristic: str) -> str:
@@ -99,20 +107,18 @@ def _episodes_host(env, params, act, keys):
 def load_learned(run_dirs) -> dict:
     """name -> (kind of call, policy) for each training run folder; a JAX run that trained several seeds gives
     one greedy policy per seed, named `learned:<run>/seed<i>` (`learned:<run>` for a one-seed run)."""
-    from memgym.policies import learned
-
     out = {}
     for run in run_dirs or []:
         run = pathlib.Path(run)
         if not run.is_dir():
             raise ValueError(f"--checkpoints: {run} is not a run folder (expected runs/<name>/ from memgym train)")
         name = f"learned:{run.name}"
-        if learned.is_jax_run(run):
-            n_seeds = learned.read_checkpoint(learned.latest_checkpoint(run))[1]["n_seeds"]
+        if is_jax_run(run):
+            n_seeds = read_checkpoint(latest_checkpoint(run))[1]["n_seeds"]
             for i in range(n_seeds):
-                out[name if n_seeds == 1 else f"{name}/seed{i}"] = ("jax", learned.load_jax_policy(run, seed_index=i))
+                out[name if n_seeds == 1 else f"{name}/seed{i}"] = ("jax", load_jax_policy(run, seed_index=i))
         else:
-            out[name] = ("host", learned.load_sb3_policy(run))
+            out[name] = ("host", load_sb3_policy(run))
     return out
 
 
@@ -242,6 +248,7 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": str(config_path) if config_path else None,
     }
+    desc = descriptor(env_id)
     ref = reference or scen_names[0]
     env, params, results = episodes[ref]
     decisions = {"scenario": ref, "seed": 0, "policies": {}}
@@ -251,14 +258,13 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
         if name not in results:
             continue
         rewards, metrics, actions = results[name]
-        action_keys = [k for k in metrics if k.startswith(("hbm_share_", "activation_share", "remote_share"))]
+        action_keys = [k for k in metrics if k in desc.action_metrics]
         decisions["policies"][name] = {
             "step": list(range(rewards.shape[1])),
             "actions": {k: np.asarray(metrics[k][0]).tolist() for k in action_keys},
             "metrics": {k: np.asarray(metrics[k][0]).tolist() for k in metrics if k not in action_keys},
         }
-        parts = {k[len("time_"):-2] if k.startswith("time_") else k[:-2]: float(np.mean(metrics[k]))
-                 for k in metrics if (k.startswith("time_") or k == "migration_s")}
+        parts = {part_label(k): float(np.mean(metrics[k])) for k in metrics if k in desc.time_parts}
         if parts:
             breakdown["policies"][name] = {"parts": parts}
     write_atomic(out / "decisions.json", json.dumps(decisions))

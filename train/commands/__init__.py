@@ -1,0 +1,18 @@
+"""The `memgym` commands' work, one module per command (`run(args)` with the arguments `memgym.train.cli`
+parsed); each imports what its command needs and nothing else."""
+
+from __future__ import annotations
+
+import json
+
+from memgym.sim.validate import finite_json
+
+
+def show_progress(args) -> bool:
+    """Progress bars unless --quiet (global) or the command's --no-progress."""
+    return not (getattr(args, "quiet", False) or getattr(args, "no_progress", False))
+
+
+def dumps(obj) -> str:
+    """JSON for --json: non-finite floats become null (JSON has no NaN or Infinity)."""
+    return json.dumps(finite_json(obj), indent=2, allow_nan=False)
