@@ -82,6 +82,20 @@ def add_evaluate(sub) -> None:
     e.add_argument("--reproduce-bins", type=integer(2), default=BINS,
                    help="H2M2's mapping granularity for --reproduce (default: heads + 1, as `memgym reproduce h2m2`)")
     e.add_argument("--no-progress", action="store_true", help="no progress lines")
+    add_ray_arguments(e)
+
+
+def add_ray_arguments(parser) -> None:
+    """--ray, --address, --cpus-per-task (`memgym evaluate`, `benchmark`, `explore`; the [ray] extra)."""
+    parser.add_argument("--ray", action="store_true",
+                        help="run the work as Ray tasks: Ray embedded on this machine, or the cluster at --address "
+                             "(needs the [ray] extra)")
+    parser.add_argument("--address", default=None,
+                        help="a running Ray cluster to use with --ray ('auto', or the HOST:PORT `ray start --head` "
+                             "prints); default: start Ray on this machine")
+    parser.add_argument("--cpus-per-task", type=integer(1), default=1,
+                        help="Ray CPUs per task with --ray (default 1: XLA's matrix kernels single-threaded; more: "
+                             "XLA's own threads)")
 
 
 def add_benchmark(sub) -> None:
@@ -96,6 +110,7 @@ def add_benchmark(sub) -> None:
     b.add_argument("--seeds", type=integer(1), default=None, help="evaluation episodes per scenario (default: the "
                                                             "benchmark's)")
     b.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_ray_arguments(b)
 
 
 def add_demo(sub) -> None:
@@ -122,7 +137,31 @@ def add_presets(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-COMMANDS = (add_estimate, add_reproduce, add_train, add_evaluate, add_benchmark, add_demo, add_report, add_presets)
+def add_sweep(sub) -> None:
+    s = sub.add_parser("sweep", help="a Ray Tune sweep over an experiment config (hyperparameters, seeds, scenario "
+                                     "distributions)")
+    s.add_argument("--config", required=True, help="configs/sweeps/NAME.yaml, a shipped sweep's name, or a path")
+    s.add_argument("-o", "--out", default=None, help="sweep folder (default runs/sweeps/<sweep file name>)")
+    s.add_argument("--resume", action="store_true", help="continue the interrupted sweep in the folder")
+    s.add_argument("--address", default=None, help="a running Ray cluster ('auto' or HOST:PORT); default: Ray "
+                                                   "on this machine")
+    s.add_argument("--no-progress", action="store_true", help="no trial status tables")
+
+
+def add_explore(sub) -> None:
+    e = sub.add_parser("explore", help="every policy over a hardware/scenario grid: explore.csv and heatmaps")
+    e.add_argument("--env", required=True, help="environment id, e.g. KernelMapping-v0")
+    e.add_argument("--grid", required=True, help="configs/explore/NAME.yaml, a shipped grid's name, or a path")
+    e.add_argument("-o", "--out", required=True, help="output folder")
+    e.add_argument("--checkpoints", nargs="*", default=[], metavar="RUN", help="training run folders to include")
+    e.add_argument("--chunk", type=integer(1), default=None, help="grid points per compiled program / Ray task "
+                                                                  "(default: the grid's)")
+    add_ray_arguments(e)
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+COMMANDS = (add_estimate, add_reproduce, add_train, add_evaluate, add_benchmark, add_demo, add_report, add_presets,
+            add_sweep, add_explore)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -364,12 +364,15 @@ def prepare_run_dir(exp: Experiment, run_dir, resume: bool = False, overwrite: b
 
 
 def train(exp: Experiment, run_dir=None, resume: bool = False, progress: bool = True,
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, on_log=None) -> dict:
     """Write config.yaml (new runs) and train with the experiment's algorithm into `run_dir` (default
-    runs/<name>/, see `prepare_run_dir`); returns the trainer's summary."""
+    runs/<name>/, see `prepare_run_dir`); returns the trainer's summary. `on_log`: ppo_jax only, see
+    `jax_train.train_experiment`."""
     run_dir = prepare_run_dir(exp, run_dir if run_dir else default_run_dir(exp), resume, overwrite)
     if exp.algorithm == "ppo_jax":
-        return jax_train.train_experiment(exp, run_dir, resume=resume, progress=progress)
+        return jax_train.train_experiment(exp, run_dir, resume=resume, progress=progress, on_log=on_log)
+    if on_log is not None:
+        raise ValueError(f"on_log: {exp.algorithm} runs report nothing between chunks; use algorithm: ppo_jax")
     from . import sb3_train  # SB3 imports torch: only for SB3 experiments
 
     return sb3_train.train_experiment(exp, run_dir, resume=resume, progress=progress)

@@ -73,9 +73,11 @@ def _program(exp):
     return _PROGRAMS[cache_key]
 
 
-def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) -> dict:
+def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True, on_log=None) -> dict:
     """Train `exp` (a validated `memgym.train.experiment.Experiment`) into `run_dir`; returns a summary
-    (global_step, last logged scalars per seed, heuristic reference, wall time, compile time)."""
+    (global_step, last logged scalars per seed, heuristic reference, wall time, compile time).
+    `on_log(step, scalars per seed, heuristic reference)`, if given, is called after each logged chunk
+    (a sweep's trial reports to Ray Tune through it)."""
     t_start = time.perf_counter()
     run_dir = pathlib.Path(run_dir)
     ckpts = runs.checkpoints_to_resume(run_dir, resume, ".npz")  # before compiling anything
@@ -126,6 +128,8 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True) 
                      last[0].get("rollout/ep_rew_mean", math.nan), heuristic, baseline, n * batch / dt)
             bar.update(n * batch)
             bar.set_postfix(ep_rew=fmt(last[0].get("rollout/ep_rew_mean")), ref=fmt(baseline))
+            if on_log is not None:
+                on_log(step, last, baseline)
             if schedule.due(step) or updates >= target_updates:
                 save_checkpoint(run_dir, state, step, exp.n_seeds)
     finally:

@@ -10,7 +10,7 @@ from ..evaluation import evaluate
 from ..files import output_folder
 from ..progress import heartbeat
 from ..reproduce import reproduce
-from . import show_progress
+from . import ray_options, show_progress
 
 
 def run(args) -> int:
@@ -27,7 +27,7 @@ def run(args) -> int:
     with heartbeat(f"evaluate {len(scenarios)} scenarios x {seeds} seeds", enabled=show_progress(args)):
         summary = evaluate.evaluate(exp.env, exp.env_params, scenarios, seeds=seeds,
                                     learned_runs=args.checkpoints, out_dir=out, reproduce=repro,
-                                    config_path=args.config)
+                                    config_path=args.config, ray=ray_options(args))
     print(evaluate.headline(summary))
     print(f"results written to {args.out}/ (results.csv, summary.json); `memgym report {args.out}` makes the page")
     return 0

@@ -45,9 +45,9 @@ def _group(policy: str) -> str:
 
 
 def run_benchmark(env_id: str, checkpoints=(), split: str = "test", out_dir=None, seeds: int | None = None,
-                  benchmark: str | None = None) -> dict:
-    """Evaluate every policy and `checkpoints` on the benchmark's `split`; write results and benchmark.json
-    into `out_dir`; return the benchmark summary."""
+                  benchmark: str | None = None, ray: dict | None = None) -> dict:
+    """Evaluate every policy and `checkpoints` on the benchmark's `split` (scenario groups as Ray tasks with
+    `ray`, see `evaluate.evaluate`); write results and benchmark.json into `out_dir`; return the summary."""
     env_id = canonical_id(env_id)
     bench = load_benchmark(benchmark or default_benchmark(env_id))
     if bench.env_id != env_id:
@@ -56,7 +56,7 @@ def run_benchmark(env_id: str, checkpoints=(), split: str = "test", out_dir=None
     out = pathlib.Path(out_dir or f"results/benchmark-{bench.name}-{split}")
     n_seeds = bench.seeds if seeds is None else seeds
     evaluate.evaluate(env_id, {}, scenarios, seeds=n_seeds, learned_runs=checkpoints, out_dir=out,
-                      seed=bench.seed, config_path=bench.source)
+                      seed=bench.seed, config_path=bench.source, ray=ray)
     table = pd.read_csv(out / "results.csv")
     summary = summarize(table, env_id, list(scenarios))
     summary.update(benchmark=bench.name, split=split, seeds=n_seeds, source=bench.source,

@@ -50,23 +50,44 @@ def _kind(name: str, heuristic: str) -> str:
     return "baseline"
 
 
+_PROGRAMS: dict = {}  # (env class, id, policies) -> jitted program; `memgym explore` runs one per chunk
+MAX_PROGRAMS = 8
+
+
 def _episodes_policies(env, stacked_params, policies: list, keys):
     """Every policy in `policies` on several scenarios of one structure, in ONE compiled program: the
     policy is picked by `lax.switch` on an index that `lax.map` walks (not vmapped, so only the chosen branch
     runs), and the group compiles once rather than once per policy. Outputs have leading axes [policy,
-    scenario, seed]."""
-    n_steps = stacked_params.max_steps  # static, shared by the group
+    scenario, seed]. The jitted program is kept per process, so a later call with the same environment,
+    policies and shapes (explore's next chunk, a Ray worker's next task) is neither traced nor compiled again."""
+    key = (type(env), env.id, tuple(policies))
+    if key not in _PROGRAMS:
+        def one(i, p, k):
+            def policy(key, obs, state, params):
+                return jax.lax.switch(i, [lambda *a, f=f: jnp.asarray(f(*a), jnp.int32) for f in policies],
+                                      key, obs, state, params)
+            return rollout(env, policy, p, k, p.max_steps)  # max_steps: static, shared by the group
 
-    def one(i, p, k):
-        def policy(key, obs, state, params):
-            return jax.lax.switch(i, [lambda *a, f=f: jnp.asarray(f(*a), jnp.int32) for f in policies],
-                                  key, obs, state, params)
-        return rollout(env, policy, p, k, n_steps)
-
-    per_policy = jax.vmap(jax.vmap(one, (None, None, 0)), (None, 0, None))
-    run = jax.jit(lambda index, p, k: jax.lax.map(lambda i: per_policy(i, p, k), index))
+        per_policy = jax.vmap(jax.vmap(one, (None, None, 0)), (None, 0, None))
+        if len(_PROGRAMS) >= MAX_PROGRAMS:
+            _PROGRAMS.clear()
+        _PROGRAMS[key] = jax.jit(lambda index, p, k: jax.lax.map(lambda i: per_policy(i, p, k), index))
+    run = _PROGRAMS[key]
     rewards, _, _, metrics, actions = jax.device_get(run(jnp.arange(len(policies)), stacked_params, keys))
     return rewards, metrics, actions
+
+
+def play_group(env_id: str, built: dict, names: list, learned: dict, keys) -> dict:
+    """{scenario: {policy: (rewards, metrics, actions)}} for the named and JAX-learned policies on the
+    scenarios of one params structure (`built`: scenario -> (env, params)), in one program."""
+    order = list(built)
+    env, first = built[order[0]]
+    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[built[m][1] for m in order])
+    playing = [(n, policy_registry.get_policy(env_id, n)) for n in names]
+    playing += [(n, pol) for n, (how, pol) in learned.items() if how == "jax" and _compatible(env, first, pol)]
+    rewards, metrics, actions = _episodes_policies(env, stacked, [p for _, p in playing], keys)
+    return {m: {name: (rewards[j, i], {k: v[j, i] for k, v in metrics.items()}, actions[j, i])
+                for j, (name, _) in enumerate(playing)} for i, m in enumerate(order)}
 
 
 def _compatible(env, params, policy) -> bool:
@@ -172,8 +193,9 @@ def aggregate_scores(scores: dict, heuristic: str, reps: int = 2000) -> dict:
 
 def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, learned_runs=(),
              out_dir="results", reference: str | None = None, reproduce: dict | None = None,
-             config_path=None, seed: int = 0) -> dict:
-    """Run every policy on every scenario and seed; write the results files; return the summary dict."""
+             config_path=None, seed: int = 0, ray: dict | None = None) -> dict:
+    """Run every policy on every scenario and seed; write the results files; return the summary dict.
+    `ray` ({"address": ..., "cpus": ...}): play each scenario group as a Ray task (memgym.train.scale)."""
     env_id = canonical_id(env_id)
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
@@ -190,15 +212,14 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
         sig = (jax.tree_util.tree_structure(params), tuple(np.shape(x) for x in jax.tree_util.tree_leaves(params)))
         groups.setdefault(sig, []).append(scen)
     results = {scen: {} for scen in scenarios}
+    if ray is not None:  # the groups as Ray tasks, the same program and keys: the same numbers
+        from ..scale.remote_eval import play_groups
+
+        results.update(play_groups(ray, env_id, base_params, scenarios, list(groups.values()), names,
+                                   learned_runs, seeds, seed))
+        groups = {}
     for members in groups.values():
-        env, first = built[members[0]]
-        stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[built[m][1] for m in members])
-        playing = [(n, policy_registry.get_policy(env_id, n)) for n in names]
-        playing += [(n, pol) for n, (how, pol) in learned.items() if how == "jax" and _compatible(env, first, pol)]
-        rewards, metrics, actions = _episodes_policies(env, stacked, [p for _, p in playing], keys)
-        for j, (name, _) in enumerate(playing):
-            for i, m in enumerate(members):
-                results[m][name] = (rewards[j, i], {k: v[j, i] for k, v in metrics.items()}, actions[j, i])
+        results.update(play_group(env_id, {m: built[m] for m in members}, names, learned, keys))
     for scen in scenarios:
         env, params = built[scen]
         for name, (how, pol) in learned.items():

@@ -37,14 +37,28 @@ def write_report(results_dir, out_html=None) -> tuple[pathlib.Path, pathlib.Path
     out_html = pathlib.Path(out_html) if out_html is not None else pathlib.Path(results_dir) / "report.html"
     if out_html.suffix.lower() == ".md":
         raise ValueError(f"{out_html}: the report is HTML (its Markdown twin is written beside it); use .html")
+    from ..scale import explore_report  # `memgym explore` output: its own section
+
+    explored = explore_report.present(results_dir)
+    if explored and not (pathlib.Path(results_dir) / "summary.json").is_file():  # only an exploration
+        title, subtitle = explore_report.heading(results_dir)
+        return write_page(title, subtitle, [(explore_report.SECTION, explore_report.section(results_dir))],
+                          out_html)
     res = load_results(results_dir)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
     res["colors"] = policy_colors(res)
-    sections = [(sid, MAKERS[sid](res)) for sid in SECTIONS if sid != "benchmark" or res["benchmark"]]
+    makers = MAKERS | {explore_report.SECTION: lambda r: explore_report.section(r["dir"])}
+    shown = {"benchmark": bool(res["benchmark"]), explore_report.SECTION: explored}
+    sections = [(sid, makers[sid](res)) for sid in SECTIONS if shown.get(sid, True)]
     s = res["summary"]
     title = f"memgym report: {s.get('env', '?')}"
     subtitle = (f"Results in `{res['dir']}`; scores normalised to the paper's heuristic ({s.get('heuristic', '?')} "
                 f"= 1.0); {s.get('seeds', '?')} seeds × {len(s.get('scenarios') or {})} scenarios.")
+    return write_page(title, subtitle, sections, out_html)
+
+
+def write_page(title: str, subtitle: str, sections: list, out_html: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write `sections` as the HTML page `out_html` and its Markdown twin (images in `<stem>_files/`)."""
+    out_html.parent.mkdir(parents=True, exist_ok=True)
     files_dir = out_html.parent / f"{out_html.stem}_files"
     md, files = render_markdown(title, subtitle, sections, files_dir.name)
     files_dir.mkdir(exist_ok=True)

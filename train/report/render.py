@@ -18,7 +18,9 @@ from markupsafe import Markup, escape
 SECTIONS = {"headline": "Headline", "benchmark": "Benchmark", "scores": "Normalised scores",
             "per-scenario": "Per scenario",
             "learning": "Learning curves", "decisions": "Decisions over one episode",
-            "breakdown": "Time breakdown", "reproduction": "Paper reproduction", "about": "About this report"}
+            "breakdown": "Time breakdown", "reproduction": "Paper reproduction",
+            "explore": "Hardware exploration",  # memgym explore's explore.csv, when the folder has one
+            "about": "About this report"}
 
 NUMERIC = re.compile(r"^([-+\[–]|\d)")  # table cells right-aligned as numbers
 
