@@ -11,8 +11,8 @@ rate 0: no further arrivals). Prompt and output lengths are log-normal with the 
 rounded and clipped to [1, max]. The default means are ShareGPT's as reported in the vLLM paper (Kwon et al.,
 "Efficient Memory Management for Large Language Model Serving with PagedAttention", arXiv 2309.06180, §6.1:
 ShareGPT prompts average 161 tokens and outputs 338); the paper gives histograms, not a fitted shape, so σ is a
-chosen value (1.0, a heavy tail reaching the 1024-token caps about 3 % of the time for outputs) — see
-`configs/benchmarks/cache-ratio-v1.yaml` and the CacheRatio-v1 scenario for where the numbers are set.
+chosen value (1.0: a heavy tail; with the default 1024-token caps about 5 % of outputs and 1 % of prompts are
+clipped, which lowers the realised means to about 301 and 156 tokens) — the CacheRatio-v1 scenario sets them.
 
 Slots (`Slots`): per slot the cached tokens held as K,V and as layer-input activations (the cache kind
 share of that request), the output tokens still to generate and an active flag.
