@@ -38,14 +38,14 @@ def feasible_at_least(mask, params, share):
     return jnp.where(up < params.bins, up, jnp.max(jnp.where(mask, i, 0))).astype(jnp.int32)
 
 
-def balance(params, slots: serving.Slots, stream: serving.Stream, next_request):
-    """a* for the coming step's decode of the running batch (the waiting requests' count at the mean prompt
-    when nothing runs)."""
+def balance(params, srv: serving.ServingState):
+    """a* for the coming step's decode of the running batch (the waiting requests, at most n_slots, at the mean
+    prompt when nothing runs)."""
+    slots = srv.slots
     act = slots.active.astype(jnp.float32)
     n = act.sum()
     ctx_run = ((slots.kv_tokens + slots.act_tokens) * act).sum() / jnp.maximum(n, 1.0)
-    n_wait = jnp.minimum(jnp.float32(params.n_slots), jnp.maximum(
-        (jnp.arange(stream.arrival_s.shape[0]) >= next_request).sum().astype(jnp.float32), 1.0))
+    n_wait = jnp.clip(serving.waiting(srv).astype(jnp.float32), 1.0, params.n_slots)
     bls = jnp.where(n > 0, n, n_wait)
     ctx = jnp.where(n > 0, ctx_run, params.prompt_mean) + params.iterations / 2.0
     p = system_placement(params, 0.0)
@@ -53,8 +53,7 @@ def balance(params, slots: serving.Slots, stream: serving.Stream, next_request):
 
 
 def hybridserve(key, obs, state, params):
-    srv = state.serving
-    a = balance(params, srv.slots, srv.stream, srv.next_request)
+    a = balance(params, state.serving)
     return feasible_at_least(obs.action_mask, params, a)[None]
 
 
