@@ -50,10 +50,11 @@ class CacheRatioV1Scenario(Scenario):
     """One scenario. Defaults: OPT-66B on an A100-80GB over PCIe 4 (CacheRatio-v0's server) with 256 GB of host
     memory, serving a ShareGPT-like stream (log-normal prompts of mean 161 tokens and outputs of mean 338, σ 1.0,
     each clipped to 1024) offered at 2× the all-K,V reference throughput, 16 requests waiting at the start;
-    128 slots, a stream of 2048 requests, 8 decode iterations per step, 256 steps. With 128 GB of host memory (CacheRatio-v0's default)
-    the server is PCIe-bound at every batch that fits, so all-activation is best at every step and HybridServe's
-    balance finds it; with 256 GB the batches grow until the K,V regeneration loads the GPU, and the share
-    becomes a trade between this step's time and the memory later admissions need."""
+    128 slots, a stream of 2048 requests, 8 decode iterations per step, 256 steps. With 128 GB of host memory
+    (CacheRatio-v0's default) the server is PCIe-bound at every batch that fits, so all-activation is best at
+    every step and HybridServe's balance finds it; with 256 GB the batches grow until the K,V regeneration
+    loads the GPU, and the share becomes a trade between this step's time and what the entries cost later (PCIe
+    and recomputation on every later step, memory later admissions need)."""
 
     env_id = "CacheRatio-v1"
     presets = (("model", "models"), ("hardware", "hardware"))
@@ -111,7 +112,8 @@ class CacheRatioV1Scenario(Scenario):
         host = float(serving.host_bytes(params, 1.0, params.prompt_len + big_kv, big_act))
         cap = float(serving.host_capacity(params))
         end = float(params.prompt_len + params.gen_len)
-        gpu_over = float(server.gpu_used(params, params.gbs, end, 0.0)) > float(offload.capacities(rates)[0]) * (1 + 1e-6)
+        gpu_cap = float(offload.capacities(rates)[0]) * (1 + 1e-6)
+        gpu_over = float(server.gpu_used(params, params.gbs, end, 0.0)) > gpu_cap
         if host > cap or gpu_over:
             raise ValueError(f"model '{self.model}' does not serve on '{self.hardware}' with {self.host_memory_gb} GB "
                              f"of host memory at gbs={self.gbs}: the longest request ({self.max_prompt_len} + "
