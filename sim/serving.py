@@ -22,8 +22,8 @@ for every cache entry written in it (entries keep their form):
 
 1. Admission, first come first served: the waiting requests that have arrived (arrival ≤ clock) take free
    slots in arrival order while the host's committed memory stays within capacity (head-of-line blocking:
-   admission stops at the first request that does not fit). A request commits its prompt in form `share` and
-   its whole output in the smaller form (`min_form`); a running request's committed memory is its cache plus
+   admission stops at the first request that does not fit). A request commits its prompt and this step's
+   output entries in form `share` and the rest of its output in the smaller form (`min_form_split`); a running request's committed memory is its cache plus
    its remaining output in the smaller form. So committed memory never exceeds host capacity: the entries of
    a step may take the larger form only where the capacity allows it (`share_feasible`), and the smaller form
    always fits.
@@ -206,8 +206,8 @@ def waiting(state: ServingState):
 
 def admit(params, state: ServingState, share):
     """Admit arrived requests first come first served into free slots while committed host memory fits (their
-    prompts in form `share`, outputs reserved in the smaller form), after this step's writes of the running
-    slots in form `share`. Returns (slots, admitted bool[n_slots], n_admitted)."""
+    prompts and this step's output entries in form `share`, the rest of their outputs reserved in the smaller
+    form), after this step's writes of the running slots in form `share`. Returns (slots, admitted bool[n_slots], n_admitted)."""
     slots, s = state.slots, state.stream
     n_slots, n_req = slots.active.shape[0], s.arrival_s.shape[0]
     c_idx = state.next_request + jnp.arange(n_slots)  # candidates in arrival order
@@ -215,9 +215,10 @@ def admit(params, state: ServingState, share):
     ci = jnp.minimum(c_idx, n_req - 1)
     arrived = valid & (s.arrival_s[ci] <= state.clock_s)
     prompt, out = s.prompt_len[ci], s.output_len[ci]
-    okv, oact = min_form_split(params, out)
-    c_kv = (1.0 - share) * prompt + okv
-    c_act = share * prompt + oact
+    now = jnp.minimum(out, params.iterations)  # the entries it writes this step, in form `share`
+    okv, oact = min_form_split(params, out - now)  # the rest of its output, reserved in the smaller form
+    c_kv = (1.0 - share) * (prompt + now) + okv
+    c_act = share * (prompt + now) + oact
     # the running batch's commitment after its own writes at `share`
     n_i = step_iterations(params, slots)
     n, kv, act = committed(params, slots)
