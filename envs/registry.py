@@ -11,6 +11,7 @@ from .descriptor import EnvDescriptor
 PACKAGES = (  # one line per environment: its folder under envs/, whose __init__.py defines DESCRIPTOR
     "kernel_mapping",
     "cache_ratio",
+    "cache_ratio_v1",
     "secure_disagg",
 )
 # every environment, by id

@@ -78,6 +78,15 @@ SCENARIO = {
     "pcie_gbps": BANDWIDTH_GBPS,
     "link_gbps": BANDWIDTH_GBPS,
     "rtt_us": Field(0.0, 1e6, unit="µs", scale=US),  # the remote engine's round trip
+    "n_requests": COUNT,  # requests in an episode's stream (CacheRatio-v1)
+    "n_initial": Field(0, 1 << 16, integer=True),  # requests waiting at t = 0
+    "max_prompt_len": TOKENS,
+    "max_output_len": TOKENS,
+    "prompt_mean": Field(1.0, 1e7, unit="tokens"),  # log-normal length means
+    "output_mean": Field(1.0, 1e7, unit="tokens"),
+    "prompt_sigma": Field(0.0, 3.0),  # log-normal shape (0: every length is the mean)
+    "output_sigma": Field(0.0, 3.0),
+    "load": Field(0.0, 100.0),  # offered load / the all-K,V reference throughput (0: no arrivals after t = 0)
 }
 
 

@@ -35,7 +35,8 @@ SMALL = {"model": "llama2-70b", "batch": 8, "bins": 4, "max_steps": 8, "context_
 ROOMY = {"hbm_capacity_gb": 96}  # the paper's HBM: everything fits
 # per-id small settings for the checkers; ids not listed use their defaults
 TEST_KWARGS = {ID: SMALL, "memgym/SecureDisagg-v0": {"max_steps": 4, "gen_len": 32, "bins": 5, "remote_bins": 5,
-                                                     "batch_bins": 4}}
+                                                     "batch_bins": 4},
+               "memgym/CacheRatio-v1": {"n_slots": 8, "n_requests": 32, "max_steps": 8, "bins": 5}}
 N_ENVS, SEED, N_STEPS = 4, 7, 12  # 12 steps cross one episode end
 
 

@@ -12,8 +12,12 @@ from memgym.envs.registry import descriptor, registered
 
 
 def papers() -> dict[str, EnvDescriptor]:
-    """{paper: its environment's descriptor}, in registration order."""
-    return {d.paper: d for d in map(descriptor, registered())}
+    """{paper: its environment's descriptor}, in registration order; a paper two environments share (HybridServe:
+    CacheRatio-v0 and v1) belongs to the first registered, whose scenario its reproduction models."""
+    out: dict[str, EnvDescriptor] = {}
+    for d in map(descriptor, registered()):
+        out.setdefault(d.paper, d)
+    return out
 
 
 def by_paper(paper: str) -> EnvDescriptor | None:
