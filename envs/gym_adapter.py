@@ -60,6 +60,33 @@ def keys_from_seeds(seeds) -> jax.Array:
     return _keys_of_draws(np.asarray(draws, np.uint32))
 
 
+# ---- random masked actions on the host -------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _segment_index(nvec: tuple) -> np.ndarray:
+    """i64[len(nvec), max(nvec)]: column of bin j of dimension i in the concatenated mask; -1 past nvec[i]."""
+    starts = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    j = np.arange(max(nvec))
+    return np.where(j[None, :] < np.asarray(nvec)[:, None], starts[:, None] + j[None, :], -1)
+
+
+def random_masked_action(rng: np.random.Generator, mask, nvec) -> np.ndarray:
+    """Uniformly random int64 actions [..., len(nvec)] over each dimension's allowed bins, from a concatenated
+    mask bool[..., sum(nvec)] (an environment's `action_masks()` or `info["action_mask"]`): one uniform draw for
+    all dimensions, the largest draw among a dimension's allowed bins wins. A dimension with no allowed bin (never
+    the case for memgym's masks) gets bin 0."""
+    mask = np.asarray(mask, bool)
+    nvec = tuple(int(x) for x in np.asarray(nvec).reshape(-1))
+    if mask.shape[-1:] != (sum(nvec),):
+        raise ValueError(f"mask must have sum(nvec) = {sum(nvec)} entries in its last axis, got shape {mask.shape}")
+    scores = np.where(mask, rng.random(mask.shape), -1.0)
+    if len(set(nvec)) == 1:
+        return scores.reshape(*mask.shape[:-1], len(nvec), nvec[0]).argmax(-1)
+    idx = _segment_index(nvec)
+    return np.where(idx >= 0, scores[..., idx], -2.0).argmax(-1)
+
+
 # ---- the jitted core and its packed host row ------------------------------------------------------------
 
 
