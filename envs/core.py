@@ -76,13 +76,14 @@ def clip_features(feats):
 
 
 def masked_random(env):
-    """The uniform random policy over each action dimension's unmasked bins, for `env`."""
+    """The uniform random policy over each action dimension's unmasked bins, for `env`: one uniform draw for
+    all dimensions, the largest draw among a dimension's unmasked bins wins (one PRNG call per step, not one
+    per dimension)."""
 
     def policy(key, obs, state, params):
-        masks = split_mask(obs.action_mask, env.action_nvec(params))
-        keys = jax.random.split(key, len(masks))
-        return jnp.stack([jax.random.categorical(k, jnp.where(mk, 0.0, -jnp.inf)) for k, mk in zip(keys, masks)]
-                         ).astype(jnp.int32)
+        idx = segment_index(env.action_nvec(params))
+        scores = jnp.where(obs.action_mask, jax.random.uniform(key, jnp.shape(obs.action_mask)), -1.0)
+        return jnp.argmax(jnp.where(idx >= 0, scores[..., idx], -2.0), axis=-1).astype(jnp.int32)
     return policy
 
 
