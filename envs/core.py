@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar, Generic, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Observation(NamedTuple):
@@ -47,6 +48,15 @@ def split_mask(mask, nvec):
     return out
 
 
+def segment_index(nvec) -> np.ndarray:
+    """i64[len(nvec), max(nvec)]: the column of bin j of dimension i in the concatenated mask, -1 past nvec[i]
+    (gathering a concatenated vector with it pads the dimensions to one width)."""
+    nvec = np.asarray(nvec, np.int64).reshape(-1)
+    starts = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    j = np.arange(nvec.max())
+    return np.where(j[None, :] < nvec[:, None], starts[:, None] + j[None, :], -1)
+
+
 OBS_BOUND = 10.0  # features are fractions and ratios to a baseline, clipped to ±OBS_BOUND
 
 
@@ -66,13 +76,14 @@ def clip_features(feats):
 
 
 def masked_random(env):
-    """The uniform random policy over each action dimension's unmasked bins, for `env`."""
+    """The uniform random policy over each action dimension's unmasked bins, for `env`: one uniform draw for
+    all dimensions, the largest draw among a dimension's unmasked bins wins (one PRNG call per step, not one
+    per dimension)."""
 
     def policy(key, obs, state, params):
-        masks = split_mask(obs.action_mask, env.action_nvec(params))
-        keys = jax.random.split(key, len(masks))
-        return jnp.stack([jax.random.categorical(k, jnp.where(mk, 0.0, -jnp.inf)) for k, mk in zip(keys, masks)]
-                         ).astype(jnp.int32)
+        idx = segment_index(env.action_nvec(params))
+        scores = jnp.where(obs.action_mask, jax.random.uniform(key, jnp.shape(obs.action_mask)), -1.0)
+        return jnp.argmax(jnp.where(idx >= 0, scores[..., idx], -2.0), axis=-1).astype(jnp.int32)
     return policy
 
 
@@ -117,6 +128,16 @@ class JaxEnv(Generic[P, S]):
 
     def step(self, key: jax.Array, state: S, action: jax.Array, params: P
              ) -> tuple[Observation, S, jax.Array, jax.Array, jax.Array, Info]:
+        return self._step(key, state, action, params, lazy_reset=False)
+
+    def step_single(self, key: jax.Array, state: S, action: jax.Array, params: P
+                    ) -> tuple[Observation, S, jax.Array, jax.Array, jax.Array, Info]:
+        """`step` for one environment that is not vmapped: the same values, the autoreset's `reset_env` under
+        `lax.cond`, so steps that end no episode skip its work (under vmap a cond runs both branches: there
+        `step`'s select is as cheap)."""
+        return self._step(key, state, action, params, lazy_reset=True)
+
+    def _step(self, key, state, action, params, lazy_reset):
         nvec = tuple(self.action_nvec(params))
         if jnp.shape(action) != (len(nvec),):
             raise ValueError(f"{self.id}: an action is int32[{len(nvec)}], one entry per dimension of "
@@ -126,11 +147,17 @@ class JaxEnv(Generic[P, S]):
         action = jnp.asarray(action, jnp.int32)
         obs_st, state_st, reward, terminated, truncated, info = self.step_env(key_step, state, action, params)
         reward, nonfinite = guard_reward(reward)
-        obs_re, state_re = self.reset_env(key_reset, params)
         done = terminated | truncated
-        pick = lambda a, b: jax.lax.select(done, a, b)  # noqa: E731
-        state = jax.tree_util.tree_map(pick, state_re, state_st)
-        obs = jax.tree_util.tree_map(pick, obs_re, obs_st)
+        if lazy_reset:
+            like = lambda r, s: jnp.asarray(r, s.dtype)  # noqa: E731  (the branches' types must agree)
+            obs, state = jax.lax.cond(
+                done, lambda: jax.tree_util.tree_map(like, self.reset_env(key_reset, params), (obs_st, state_st)),
+                lambda: (obs_st, state_st))
+        else:
+            obs_re, state_re = self.reset_env(key_reset, params)
+            pick = lambda a, b: jax.lax.select(done, a, b)  # noqa: E731
+            state = jax.tree_util.tree_map(pick, state_re, state_st)
+            obs = jax.tree_util.tree_map(pick, obs_re, obs_st)
         info = dict(info, final_observation=obs_st, terminated=terminated, truncated=truncated, nonfinite=nonfinite)
         return obs, state, reward, terminated, truncated, info
 

@@ -35,7 +35,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from memgym.envs import registry, render
-from memgym.envs.core import JaxEnv
+from memgym.envs.core import JaxEnv, segment_index
 
 
 # ---- seeds -> keys --------------------------------------------------------------------------------------
@@ -58,6 +58,28 @@ def keys_from_seeds(seeds) -> jax.Array:
     """Stacked `seed_to_key(s)` for each seed, u32[len(seeds), 2]."""
     draws = [seeding.np_random(int(s))[0].integers(0, 2**32, dtype=np.uint32) for s in seeds]
     return _keys_of_draws(np.asarray(draws, np.uint32))
+
+
+# ---- random masked actions on the host -------------------------------------------------------------------
+
+
+_segments = functools.lru_cache(maxsize=64)(segment_index)
+
+
+def random_masked_action(rng: np.random.Generator, mask, nvec) -> np.ndarray:
+    """Uniformly random int64 actions [..., len(nvec)] over each dimension's allowed bins, from a concatenated
+    mask bool[..., sum(nvec)] (an environment's `action_masks()` or `info["action_mask"]`): one uniform draw for
+    all dimensions, the largest draw among a dimension's allowed bins wins. A dimension with no allowed bin (never
+    the case for memgym's masks) gets bin 0."""
+    mask = np.asarray(mask, bool)
+    nvec = tuple(int(x) for x in np.asarray(nvec).reshape(-1))
+    if mask.shape[-1:] != (sum(nvec),):
+        raise ValueError(f"mask must have sum(nvec) = {sum(nvec)} entries in its last axis, got shape {mask.shape}")
+    scores = np.where(mask, rng.random(mask.shape), -1.0)
+    if len(set(nvec)) == 1:
+        return scores.reshape(*mask.shape[:-1], len(nvec), nvec[0]).argmax(-1)
+    idx = _segments(nvec)
+    return np.where(idx >= 0, scores[..., idx], -2.0).argmax(-1)
 
 
 # ---- the jitted core and its packed host row ------------------------------------------------------------
@@ -87,12 +109,24 @@ def _freeze(value):
 
 
 class Built(NamedTuple):
-    """One environment with its params and its jitted kernels, vmapped over environments."""
+    """One environment with its params and its jitted kernels: vmapped over environments, and unbatched for
+    one environment (`MemgymEnv`), compiled ahead of time at its first use (`single`)."""
 
     env: JaxEnv
     params: Any
     reset: Callable  # keys u32[n, 2] -> (keys, states, rows f32[n, W])
     step: Callable  # (keys, states, actions i32[n, A]) -> (keys, states, rows f32[n, W])
+    reset_single: Callable  # key u32[2] -> (key, state, row f32[W])
+    step_single: Callable  # (key, state, action i32[A]) -> (key, state, row f32[W])
+    compiled: dict  # "reset" / "step" -> the AOT-compiled unbatched kernels (`single`)
+
+    def single(self, name: str, *args):
+        """The unbatched kernel `name` ("reset" or "step") compiled ahead of time for `args`' shapes, once per
+        scenario: a compiled call skips jit's dispatch (signature check, cache lookup) on every step."""
+        fn = self.compiled.get(name)
+        if fn is None:
+            fn = self.compiled[name] = jax.jit(getattr(self, name + "_single")).lower(*args).compile()
+        return fn
 
 
 def scenario(env_id: str, overrides: dict) -> Built:
@@ -111,15 +145,23 @@ def _scenario(env_id: str, frozen: tuple) -> Built:
         obs, state = env.reset(k, params)
         return key, state, _pack_obs(obs)
 
-    def step(key, state, action):
-        key, k = jax.random.split(key)
-        obs, state, reward, terminated, truncated, info = env.step(k, state, action, params)
+    def row(obs, reward, terminated, truncated, info):
         scalars = [reward, terminated, truncated, info["projected"]]
         scalars += [info["metrics"][name] for name in env.metric_names]
         scalars = jnp.stack([jnp.asarray(x, jnp.float32) for x in scalars])
-        return key, state, jnp.concatenate([_pack_obs(obs), _pack_obs(info["final_observation"]), scalars])
+        return jnp.concatenate([_pack_obs(obs), _pack_obs(info["final_observation"]), scalars])
 
-    return Built(env, params, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step)))
+    def step(key, state, action):
+        key, k = jax.random.split(key)
+        obs, state, reward, terminated, truncated, info = env.step(k, state, action, params)
+        return key, state, row(obs, reward, terminated, truncated, info)
+
+    def step_single(key, state, action):  # the same values; the autoreset's reset only where an episode ends
+        key, k = jax.random.split(key)
+        obs, state, reward, terminated, truncated, info = env.step_single(k, state, action, params)
+        return key, state, row(obs, reward, terminated, truncated, info)
+
+    return Built(env, params, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step)), reset, step_single, {})
 
 
 def check_actions(actions, space, nvec: np.ndarray, batch_shape: tuple) -> np.ndarray:
@@ -194,6 +236,28 @@ class BatchedCore:
         return jax.device_get(rows)  # the one device-to-host copy of the step
 
 
+class SingleCore(BatchedCore):
+    """One environment: the unbatched kernels, compiled ahead of time; rows f32[W] out."""
+
+    def __init__(self, env_id: str, overrides: dict):
+        super().__init__(env_id, 1, overrides)
+
+    def reset(self, key=None) -> np.ndarray:
+        """Start a new episode from `key` (u32[2]) or, if None, from the next key of the chain."""
+        if key is not None:
+            self.keys = jnp.asarray(key)
+        self.keys, self.states, row = self.scenario.single("reset", self.keys)(self.keys)
+        return jax.device_get(row)
+
+    def step(self, action: np.ndarray) -> np.ndarray:
+        """One step from an already checked int32 action [len(nvec)]."""
+        if self.states is None:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
+        fn = self.scenario.single("step", self.keys, self.states, action)
+        self.keys, self.states, row = fn(self.keys, self.states, action)
+        return jax.device_get(row)  # the one device-to-host copy of the step
+
+
 # ---- gymnasium.Env ---------------------------------------------------------------------------------------
 
 
@@ -216,7 +280,7 @@ class MemgymEnv(gymnasium.Env):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
         self.render_mode = render_mode
-        self.core = BatchedCore(env_id, 1, overrides)
+        self.core = SingleCore(env_id, overrides)
         self.action_space, self.observation_space = self.core.single_spaces()
         self._mask = None  # mask of the current observation; None before the first reset
         self._next_row = None  # the autoreset row of a finished episode, started by the next reset()
@@ -230,11 +294,11 @@ class MemgymEnv(gymnasium.Env):
         super().reset(seed=seed)
         swapped = self.core.apply_options(options)
         if seed is not None or self.core.keys is None:
-            row = self.core.reset(key_from_rng(self.np_random)[None])[0]
+            row = self.core.reset(key_from_rng(self.np_random))
         elif self._next_row is not None and not swapped:
             row = self._next_row
         else:
-            row = self.core.reset()[0]
+            row = self.core.reset()
         self._next_row = None
         lay = self.core.layout
         self._mask = row[lay.mask] > 0.5
@@ -252,7 +316,7 @@ class MemgymEnv(gymnasium.Env):
         if self._mask is None or self._next_row is not None:
             raise gymnasium.error.ResetNeeded("call reset() before step() and after an episode ends")
         action = check_actions(action, self.action_space, self.core.nvec, ())
-        row = self.core.step(action[None])[0]
+        row = self.core.step(action)
         lay = self.core.layout
         terminated, truncated = bool(row[lay.terminated]), bool(row[lay.truncated])
         if terminated or truncated:

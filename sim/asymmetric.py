@@ -24,7 +24,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from .kernels import SUBLAYER_OF, decode_kernels
+from .kernels import SUBLAYER_OF, decode_kernels, weight_bytes
 from .roofline import kernel_times, safe_div
 from .specs import HBM, KV, LPDDR, MAIN, MEMORY_SIDE, TENSORS, WEIGHTS, HardwareSpec, ModelSpec, kv_bytes_per_token
 
@@ -75,8 +75,7 @@ def side_times(model: ModelSpec, hw: HardwareSpec, batch, context_sum, hbm_share
 def footprints(model: ModelSpec, hw: HardwareSpec, kv_tokens):
     """Bytes per sublayer over all layers f[3]: KV of `kv_tokens` cached tokens (attention), qkv weights,
     fc weights (O projection, FFN, norms)."""
-    table = decode_kernels(model, 1.0, 0.0)
-    w = jnp.asarray(_ONEHOT).T @ table.bytes[:, 0]  # weight bytes per layer per sublayer
+    w = jnp.asarray(_ONEHOT).T @ weight_bytes(model)  # weight bytes per layer per sublayer
     kv = kv_bytes_per_token(model) / model.n_layers * kv_tokens
     return model.n_layers * (w + kv * jnp.asarray([1.0, 0.0, 0.0]))
 

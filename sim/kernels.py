@@ -82,6 +82,30 @@ def _dtype(m: ModelSpec):
     return jnp.result_type(m.d_model, jnp.float32)
 
 
+def _weights(m: ModelSpec, t) -> dict:
+    """Weight bytes per kernel (kernels that read weights only) at tensor parallelism t: `_table`'s weights
+    column, and `weight_bytes`' entries."""
+    d, dh = m.d_model, m.d_head
+    h = m.n_heads / t
+    hkv = jnp.maximum(m.n_kv_heads / t, 1.0)
+    dff = m.d_ff / t
+    nup = m.n_ffn_matrices - 1.0
+    bw, bias = m.bytes_per_weight, m.has_bias
+    q_width, qkv_width = h * dh, (h + 2 * hkv) * dh
+    return {"norm_attn": m.norm_params * d * bw, "norm_ffn": m.norm_params * d * bw,
+            "qkv_proj": (d * qkv_width + bias * qkv_width) * bw, "o_proj": (q_width * d + bias * d) * bw,
+            "ffn_up": (nup * d * dff + bias * nup * dff) * bw, "ffn_down": (dff * d + bias * d) * bw}
+
+
+def weight_bytes(m: ModelSpec, tp=1) -> jax.Array:
+    """f[K]: weight bytes of each kernel of one layer, the same values as a table's weights column
+    (`decode_kernels(m, ...).bytes[:, WEIGHTS]`) without building the table (footprints need only these)."""
+    f32 = _dtype(m)
+    w = _weights(m, jnp.asarray(tp, f32))
+    zero = jnp.zeros((), f32)
+    return jnp.stack([jnp.broadcast_to(jnp.asarray(w.get(name, zero), f32), ()) for name in KERNELS], axis=-1)
+
+
 def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention_activations, fused=1.0,
            fused_norm=0.0):
     """Assemble the table. tokens T; attn_pairs Σ(query × key) pairs; kv_tokens_read K/V rows read;
@@ -97,13 +121,14 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention
     hkv = jnp.maximum(m.n_kv_heads / t, 1.0)
     dff = m.d_ff / t
     nup = m.n_ffn_matrices - 1.0
-    bw, ba, bkv = m.bytes_per_weight, m.bytes_per_activation, m.bytes_per_kv
+    ba, bkv = m.bytes_per_activation, m.bytes_per_kv
     bias = m.has_bias
     T = tokens
     q_width = h * dh
     qkv_width = (h + 2 * hkv) * dh
 
-    flops, w, a, kv, comm = {}, {}, {}, {}, {}
+    flops, a, kv, comm = {}, {}, {}, {}
+    w = _weights(m, t)
 
     def put(arr, name, value):
         arr[name] = value
@@ -115,10 +140,8 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention
     for name in ("norm_attn", "norm_ffn"):
         flops = put(flops, name, 7.0 * T * d)
         a = put(a, name, (2.0 - fused_norm) * T * d * ba)
-        w = put(w, name, m.norm_params * d * bw)
     # QKV projection
     flops = put(flops, "qkv_proj", 2.0 * T * d * qkv_width)
-    w = put(w, "qkv_proj", (d * qkv_width + bias * qkv_width) * bw)
     a = put(a, "qkv_proj", T * (d + qkv_width) * ba)
     # RoPE on Q and K
     flops = put(flops, "rope", m.uses_rope * 3.0 * T * (h + hkv) * dh)
@@ -133,16 +156,13 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention
     flops = put(flops, "softmax", 5.0 * h * attn_pairs)
     # O projection
     flops = put(flops, "o_proj", 2.0 * T * q_width * d)
-    w = put(w, "o_proj", (q_width * d + bias * d) * bw)
     a = put(a, "o_proj", T * (q_width + d) * ba)
     # FFN
     flops = put(flops, "ffn_up", 2.0 * nup * T * d * dff)
-    w = put(w, "ffn_up", (nup * d * dff + bias * nup * dff) * bw)
     a = put(a, "ffn_up", T * (d + nup * dff) * ba)
     flops = put(flops, "ffn_act", m.act_flops_per_elem * T * dff)
     a = put(a, "ffn_act", m.n_ffn_matrices * T * dff * ba)
     flops = put(flops, "ffn_down", 2.0 * T * dff * d)
-    w = put(w, "ffn_down", (dff * d + bias * d) * bw)
     a = put(a, "ffn_down", T * (dff + d) * ba)
     # residual adds (and the bias adds of the preceding matrices)
     flops = put(flops, "residual_attn", T * d + bias * T * (qkv_width + d))

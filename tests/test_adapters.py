@@ -19,7 +19,8 @@ from memgym.envs import registry
 from memgym.envs.core import JaxEnv, Observation, split_mask
 from memgym.envs.descriptor import EnvDescriptor
 from memgym.sim.specs import pytree_dataclass
-from memgym.envs.gym_adapter import MemgymEnv, MemgymVectorEnv, keys_from_seeds, scenario, seed_to_key
+from memgym.envs.gym_adapter import (MemgymEnv, MemgymVectorEnv, keys_from_seeds, random_masked_action, scenario,
+                                     seed_to_key)
 from memgym.train.sb3_adapter import MemgymSB3VecEnv
 
 ID = "memgym/KernelMapping-v0"
@@ -58,8 +59,9 @@ def actions():
 
 
 def core_trajectory(core, seed, actions):
-    """The core's (obs, final_observation, reward, terminated, truncated) per step, keys as the adapters
-    derive them (gym_adapter's docstring): returns the reset obs and a list of step tuples."""
+    """The core's (obs, final_observation, reward, terminated, truncated, final_observation's mask, projected,
+    metrics) per step, keys as the adapters derive them (gym_adapter's docstring): returns the reset obs and
+    a list of step tuples."""
     env, params, reset, step = core
     key = seed_to_key(seed)
     key, k = jax.random.split(key)
@@ -68,7 +70,8 @@ def core_trajectory(core, seed, actions):
     for a in actions:
         key, k = jax.random.split(key)
         obs, state, r, term, trunc, info = step(k, state, a.astype(np.int32), params)
-        out.append(jax.device_get((obs.features, info["final_observation"].features, r, term, trunc)))
+        out.append(jax.device_get((obs.features, info["final_observation"].features, r, term, trunc,
+                                   info["final_observation"].action_mask, info["projected"], info["metrics"])))
     return first, out
 
 
@@ -170,11 +173,20 @@ def test_gym_env_follows_core(core, actions):
     obs, info = env.reset(seed=SEED)
     close(obs, first)
     ends = 0
-    for a, (obs_c, final_c, r_c, term_c, trunc_c) in zip(actions[:, 0], ref):
+    projected = 0
+    for a, (obs_c, final_c, r_c, term_c, trunc_c, mask_c, proj_c, metrics_c) in zip(actions[:, 0], ref):
         obs, r, term, trunc, info = env.step(a)
         close(obs, final_c)  # the episode's own observation, never a reset one
         close(r, r_c)
         assert (term, trunc) == (bool(term_c), bool(trunc_c))
+        # info: the returned observation's mask, the projection flag and every metric, as the core gives them
+        np.testing.assert_array_equal(info["action_mask"], mask_c)
+        np.testing.assert_array_equal(env.action_masks(), mask_c)
+        assert info["projected"] == bool(proj_c)
+        projected += info["projected"]
+        assert set(info["metrics"]) == set(metrics_c)
+        for name, value in metrics_c.items():
+            close(info["metrics"][name], value)
         if term or trunc:
             ends += 1
             with pytest.raises(gymnasium.error.ResetNeeded):
@@ -184,6 +196,7 @@ def test_gym_env_follows_core(core, actions):
             i = step_frac_index()
             assert obs[i] == 0.0 and final_c[i] == 1.0  # step fraction: a fresh episode vs a finished one
     assert ends == 1
+    assert projected > 0  # the projection flag was exercised (SMALL's HBM cannot hold every mapping)
     assert not np.allclose(env.reset(seed=SEED + 1)[0], first)  # the seed matters in this scenario
 
 
@@ -294,6 +307,49 @@ def test_sb3_episode_ends(countdown):
         assert not any(infos[i]["TimeLimit.truncated"] for i in np.flatnonzero(~dones))
         returns[dones] = 0.0
     assert kinds == {True, False}
+
+
+@pytest.mark.parametrize("gid", ["memgym/CacheRatio-v0", "memgym/SecureDisagg-v0"])
+def test_gym_env_follows_core_other_envs(gid):
+    """The single-environment kernel (autoreset under lax.cond) against the core's step, across an episode end,
+    on the environments whose dynamics differ from KernelMapping's: observations, rewards, masks, metrics."""
+    kw = {"max_steps": 4, "gen_len": 32} if "CacheRatio" in gid else kwargs_for(gid)
+    env_core, params = memgym.make(gid, **kw)
+    step = jax.jit(env_core.step)
+    env = MemgymEnv(gid, **kw)
+    rng = np.random.default_rng(1)
+    key, k = jax.random.split(seed_to_key(SEED))
+    obs_c, state = env_core.reset(k, params)
+    obs, info = env.reset(seed=SEED)
+    close(obs, obs_c.features)
+    for t in range(params.max_steps + 2):
+        a = random_masked_action(rng, info["action_mask"], env.action_space.nvec).astype(np.int32)
+        key, k = jax.random.split(key)
+        obs_c, state, r_c, term_c, trunc_c, info_c = jax.device_get(step(k, state, a, params))
+        obs, r, term, trunc, info = env.step(a)
+        close(obs, info_c["final_observation"].features)
+        close(r, r_c)
+        np.testing.assert_array_equal(info["action_mask"], info_c["final_observation"].action_mask)
+        assert (term, trunc, info["projected"]) == (bool(term_c), bool(trunc_c), bool(info_c["projected"]))
+        for name, value in info_c["metrics"].items():
+            close(info["metrics"][name], value)
+        if term or trunc:
+            assert t == params.max_steps - 1
+            obs, info = env.reset()  # the episode the core's autoreset drew
+            close(obs, obs_c.features)
+
+
+def test_random_masked_action():
+    rng = np.random.default_rng(0)
+    mask = np.zeros(9, bool)
+    mask[[1, 2, 4, 6, 8]] = True  # nvec (3, 2, 4): bins {1, 2}, {1}, {1, 3}
+    draws = np.stack([random_masked_action(rng, mask, (3, 2, 4)) for _ in range(400)])
+    assert draws.shape == (400, 3)
+    assert set(draws[:, 0]) == {1, 2} and set(draws[:, 1]) == {1} and set(draws[:, 2]) == {1, 3}
+    batch = random_masked_action(rng, np.ones((5, 8), bool), (4, 4))  # equal dimensions, batched
+    assert batch.shape == (5, 2) and ((batch >= 0) & (batch < 4)).all()
+    with pytest.raises(ValueError, match="sum\\(nvec\\) = 9"):
+        random_masked_action(rng, np.ones(8, bool), (3, 2, 4))
 
 
 # ---- masks, options, bad actions -------------------------------------------------------------------------
