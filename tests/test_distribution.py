@@ -100,7 +100,7 @@ def test_infeasible_distribution_and_mixed_statics_are_refused():
 
 
 def test_shipped_benchmarks_load_and_keep_test_outside_training():
-    for name in ("kernel-mapping", "secure-disagg", "cache-ratio"):
+    for name in ("kernel-mapping", "secure-disagg", "cache-ratio", "cache-ratio-v1"):
         b = D.load_benchmark(name)
         assert b.test and b.validation and b.seeds >= 1
         assert not set(b.test) & set(b.validation)
