@@ -267,8 +267,9 @@ def multi_to_flat(action, nvec) -> np.ndarray:
     return np.ravel_multi_index(tuple(a[..., i] for i in range(a.shape[-1])), tuple(nvec))
 
 
-def load_sb3_policy(run_dir, checkpoint=None):
-    """`act(features np[n, D], action_mask np[n, M]) -> actions np[n, A]` from an SB3 run's latest .zip."""
+def load_sb3_policy(run_dir, checkpoint=None, sample: bool = False):
+    """`act(features np[n, D], action_mask np[n, M]) -> actions np[n, A]` from an SB3 run's latest .zip
+    (deterministic, or sampled from the policy's distribution with `sample=True`)."""
     cfg = run_config(run_dir)
     algorithm = cfg.get("algorithm")
     if algorithm == "ppo_jax":
@@ -286,9 +287,10 @@ def load_sb3_policy(run_dir, checkpoint=None):
     def act(features, action_mask):
         features = np.asarray(features, np.float32)
         if algorithm == "MaskablePPO":
-            actions, _ = model.predict(features, action_masks=np.asarray(action_mask, bool), deterministic=True)
+            actions, _ = model.predict(features, action_masks=np.asarray(action_mask, bool),
+                                       deterministic=not sample)
         else:
-            actions, _ = model.predict(features, deterministic=True)
+            actions, _ = model.predict(features, deterministic=not sample)
         if algorithm == "DQN":  # trained on the flattened Discrete(prod(nvec)) space
             actions = flat_to_multi(actions, nvec)
         return np.asarray(actions, np.int64).reshape(features.shape[0], len(nvec))

@@ -196,3 +196,17 @@ def test_generalist_trains_on_a_distribution_and_benchmark_scores_its_runs(tmp_p
     assert set(table.policy) >= {"learned:run/seed0", "learned:run/seed1", "h2m2", "oracle"}
     assert (table.groupby("policy").size() == 4).all()  # 2 scenarios x 2 seeds each
     assert "2 training runs" in benchmark.headline(s, "a tiny distribution")
+    assert s["greedy"] is True and "act greedily" in benchmark.format_benchmark(s)
+    # --sample: the learned policies draw their actions (a key changes them), greedy ones do not; the table says so
+    from memgym.train.evaluation.evaluate import load_learned
+
+    env, params = make("KernelMapping-v0", **bench["test"]["unseen-model"], **TINY)
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    keys = jax.random.split(jax.random.PRNGKey(1), 16)
+    for sample in (False, True):
+        (_, pol), = [v for k, v in load_learned([run], sample).items() if k.endswith("seed0")]
+        acts = np.asarray(jax.vmap(lambda k: pol(k, obs, state, params))(keys))
+        assert (len(np.unique(acts, axis=0)) > 1) == sample
+    sampled = {**s, "greedy": False}
+    assert "sample their actions" in benchmark.format_benchmark(sampled)
+    assert "training runs, sampled" in benchmark.headline(sampled, "a tiny distribution")

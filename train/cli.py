@@ -109,6 +109,9 @@ def add_benchmark(sub) -> None:
     b.add_argument("-o", "--out", default=None, help="output folder (default results/benchmark-NAME-SPLIT)")
     b.add_argument("--seeds", type=integer(1), default=None, help="evaluation episodes per scenario (default: the "
                                                             "benchmark's)")
+    b.add_argument("--sample", action="store_true",
+                   help="learned policies sample their actions from their distribution (default: greedy, the "
+                        "headline)")
     b.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_ray_arguments(b)
 

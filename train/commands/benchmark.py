@@ -12,6 +12,7 @@ def run(args) -> int:
     with heartbeat(f"benchmark {args.env} ({args.split})", enabled=show_progress(args)):
         out = None if args.out is None else output_folder(args.out, "-o")
         summary = run_benchmark(args.env, checkpoints=args.checkpoints, split=args.split, out_dir=out,
-                                seeds=args.seeds, benchmark=args.benchmark, ray=ray_options(args))
+                                seeds=args.seeds, benchmark=args.benchmark, ray=ray_options(args),
+                                sample=args.sample)
     print(dumps(summary) if args.json else format_benchmark(summary))
     return 0

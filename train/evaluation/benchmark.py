@@ -4,7 +4,8 @@ The benchmark (`configs/benchmarks/<name>.yaml`, see `memgym.envs.distribution`)
 evaluation seeds and the key. Every policy plays every scenario × seed from the same keys (`memgym evaluate`
 does the playing and writes results.csv, summary.json ...); this module adds the protocol's statistics:
 
-- Learned policies act greedily (argmax over the masked logits). Each training seed of a run is one training
+- Learned policies act greedily (argmax over the masked logits; `sample=True`, `--sample`: drawn from their
+  distribution, stated in the table). Each training seed of a run is one training
   run; following rliable, the unit is a training run × task (scenario): a run's score on a task is its mean
   over the evaluation episodes, and the aggregates (IQM, mean, P(improvement over the heuristic)) use a
   stratified bootstrap over runs within each task. Non-learned policies are deterministic functions of the
@@ -45,9 +46,10 @@ def _group(policy: str) -> str:
 
 
 def run_benchmark(env_id: str, checkpoints=(), split: str = "test", out_dir=None, seeds: int | None = None,
-                  benchmark: str | None = None, ray: dict | None = None) -> dict:
+                  benchmark: str | None = None, ray: dict | None = None, sample: bool = False) -> dict:
     """Evaluate every policy and `checkpoints` on the benchmark's `split` (scenario groups as Ray tasks with
-    `ray`, see `evaluate.evaluate`); write results and benchmark.json into `out_dir`; return the summary."""
+    `ray`, see `evaluate.evaluate`); write results and benchmark.json into `out_dir`; return the summary.
+    Learned policies act greedily (the headline), or sample their actions with `sample`."""
     env_id = canonical_id(env_id)
     bench = load_benchmark(benchmark or default_benchmark(env_id))
     if bench.env_id != env_id:
@@ -56,10 +58,10 @@ def run_benchmark(env_id: str, checkpoints=(), split: str = "test", out_dir=None
     out = pathlib.Path(out_dir or f"results/benchmark-{bench.name}-{split}")
     n_seeds = bench.seeds if seeds is None else seeds
     evaluate.evaluate(env_id, {}, scenarios, seeds=n_seeds, learned_runs=checkpoints, out_dir=out,
-                      seed=bench.seed, config_path=bench.source, ray=ray)
+                      seed=bench.seed, config_path=bench.source, ray=ray, sample=sample)
     table = pd.read_csv(out / "results.csv")
     summary = summarize(table, env_id, list(scenarios))
-    summary.update(benchmark=bench.name, split=split, seeds=n_seeds, source=bench.source,
+    summary.update(benchmark=bench.name, split=split, seeds=n_seeds, source=bench.source, greedy=not sample,
                    scenarios={k: dict(v) for k, v in scenarios.items()})
     write_atomic(out / "benchmark.json", json.dumps(summary, indent=1))
     return summary
@@ -109,12 +111,16 @@ def summarize(table: pd.DataFrame, env_id: str, scenarios: list) -> dict:
             "greedy": True}
 
 
+def _acting(s: dict) -> str:
+    return "act greedily" if s.get("greedy", True) else "sample their actions (not the greedy headline)"
+
+
 def format_benchmark(s: dict) -> str:
     """The benchmark as a terminal table."""
     h = s["heuristic"]
     learned = list(s["learned"])
     head = (f"{s['env']} benchmark '{s['benchmark']}', {s['split']} split: {len(s['per_scenario'])} scenarios x "
-            f"{s['seeds']} seeds; scores = mean reward / {h}'s (1.0); learned policies act greedily")
+            f"{s['seeds']} seeds; scores = mean reward / {h}'s (1.0); learned policies {_acting(s)}")
     cols = (f"{'scenario':32}{'oracle':>8}{'best baseline':>26}"
             + "".join(f"{g[8:][:28]:>30}" for g in learned))
     lines = [head, cols]
@@ -165,7 +171,7 @@ def headline(summary: dict, trained_on: str) -> str:
         ci = o["iqm_ci"]
         verdict = "above" if ci[0] > 1.0 else "below" if ci[1] < 1.0 else "not distinguishable from"
         out.append(
-            f"{g} ({o['n_runs']} training runs, greedy), trained on {trained_on}: on the {summary['split']} split's "
+            f"{g} ({o['n_runs']} training runs, {'greedy' if summary.get('greedy', True) else 'sampled'}), trained on {trained_on}: on the {summary['split']} split's "
             f"{len(per)} held-out scenarios it scores IQM {o['iqm']:.3f} of {h} (95% CI [{ci[0]:.3f}, {ci[1]:.3f}], "
             f"{verdict} {h}); wins on {', '.join(wins) or 'none'}; loses on {', '.join(losses) or 'none'}"
             + (f"; ties on {', '.join(ties)}" if ties else "") + ".")

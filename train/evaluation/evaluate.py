@@ -125,9 +125,10 @@ def _episodes_host(env, params, act, keys):
     return np.stack(rewards, axis=1), metrics, np.stack(actions, axis=1)
 
 
-def load_learned(run_dirs) -> dict:
+def load_learned(run_dirs, sample: bool = False) -> dict:
     """name -> (kind of call, policy) for each training run folder; a JAX run that trained several seeds gives
-    one greedy policy per seed, named `learned:<run>/seed<i>` (`learned:<run>` for a one-seed run)."""
+    one policy per seed, named `learned:<run>/seed<i>` (`learned:<run>` for a one-seed run). Policies act
+    greedily, or sample from their action distribution with `sample`."""
     out = {}
     for run in run_dirs or []:
         run = pathlib.Path(run)
@@ -137,9 +138,9 @@ def load_learned(run_dirs) -> dict:
         if is_jax_run(run):
             n_seeds = read_checkpoint(latest_checkpoint(run))[1]["n_seeds"]
             for i in range(n_seeds):
-                out[name if n_seeds == 1 else f"{name}/seed{i}"] = ("jax", load_jax_policy(run, seed_index=i))
+                out[name if n_seeds == 1 else f"{name}/seed{i}"] = ("jax", load_jax_policy(run, sample, seed_index=i))
         else:
-            out[name] = ("host", load_sb3_policy(run))
+            out[name] = ("host", load_sb3_policy(run, sample=sample))
     return out
 
 
@@ -193,9 +194,10 @@ def aggregate_scores(scores: dict, heuristic: str, reps: int = 2000) -> dict:
 
 def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, learned_runs=(),
              out_dir="results", reference: str | None = None, reproduce: dict | None = None,
-             config_path=None, seed: int = 0, ray: dict | None = None) -> dict:
+             config_path=None, seed: int = 0, ray: dict | None = None, sample: bool = False) -> dict:
     """Run every policy on every scenario and seed; write the results files; return the summary dict.
-    `ray` ({"address": ..., "cpus": ...}): play each scenario group as a Ray task (memgym.train.scale)."""
+    `ray` ({"address": ..., "cpus": ...}): play each scenario group as a Ray task (memgym.train.scale).
+    `sample`: learned policies sample their actions (default: greedy)."""
     env_id = canonical_id(env_id)
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
@@ -203,7 +205,7 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
         scenarios = {"default": {}}
     heuristic = policy_registry.heuristic_name(env_id)
     names = policy_registry.policy_names(env_id)
-    learned = load_learned(learned_runs)
+    learned = load_learned(learned_runs, sample)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     built = {scen: make(env_id, **{**base_params, **(overrides or {})}) for scen, overrides in scenarios.items()}
     # scenarios whose parameters share one structure (same static fields and shapes) run as one vmapped batch
@@ -216,7 +218,7 @@ def evaluate(env_id: str, base_params: dict, scenarios: dict, seeds: int = 10, l
         from ..scale.remote_eval import play_groups
 
         results.update(play_groups(ray, env_id, base_params, scenarios, list(groups.values()), names,
-                                   learned_runs, seeds, seed))
+                                   learned_runs, seeds, seed, sample))
         groups = {}
     for members in groups.values():
         results.update(play_group(env_id, {m: built[m] for m in members}, names, learned, keys))

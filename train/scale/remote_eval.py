@@ -9,7 +9,7 @@ import pathlib
 
 
 def play_group(env_id: str, base_params: dict, members: dict, names: list, learned_runs: tuple, seeds: int,
-               seed: int) -> dict:
+               seed: int, sample: bool = False) -> dict:
     """{scenario: {policy: (rewards, metrics, actions)}} for the JAX policies on one group's scenarios
     (`members`: scenario name -> overrides), as `evaluate.evaluate` computes them."""
     import jax
@@ -21,11 +21,11 @@ def play_group(env_id: str, base_params: dict, members: dict, names: list, learn
 
     built = {m: make(env_id, **{**base_params, **(over or {})}) for m, over in members.items()}
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-    return play(env_id, built, names, load_learned(list(learned_runs)), keys)
+    return play(env_id, built, names, load_learned(list(learned_runs), sample), keys)
 
 
 def play_groups(ray: dict, env_id: str, base_params: dict, scenarios: dict, groups: list, names: list,
-                learned_runs, seeds: int, seed: int) -> dict:
+                learned_runs, seeds: int, seed: int, sample: bool = False) -> dict:
     """Every group as a Ray task (`ray`: {"address": None or HOST:PORT, "cpus": CPUs per task}); returns
     {scenario: {policy: (rewards, metrics, actions)}} over all groups."""
     from .cluster import session, task_options
@@ -35,7 +35,7 @@ def play_groups(ray: dict, env_id: str, base_params: dict, scenarios: dict, grou
     with session(ray.get("address"), cpus_per_worker=cpus) as (ray_mod, _):
         task = ray_mod.remote(play_group).options(**task_options(cpus))
         futures = [task.remote(env_id, dict(base_params), {m: scenarios[m] for m in members}, list(names), runs,
-                               seeds, seed) for members in groups]
+                               seeds, seed, sample) for members in groups]
         out = {}
         for part in ray_mod.get(futures):
             out.update(part)
