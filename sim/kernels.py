@@ -82,16 +82,20 @@ def _dtype(m: ModelSpec):
     return jnp.result_type(m.d_model, jnp.float32)
 
 
+def _dims(m: ModelSpec, t):
+    """Per-device widths at tensor parallelism t: (query heads, K/V heads, FFN width, up matrices, Q width,
+    QKV width)."""
+    h = m.n_heads / t
+    hkv = jnp.maximum(m.n_kv_heads / t, 1.0)
+    return h, hkv, m.d_ff / t, m.n_ffn_matrices - 1.0, h * m.d_head, (h + 2 * hkv) * m.d_head
+
+
 def _weights(m: ModelSpec, t) -> dict:
     """Weight bytes per kernel (kernels that read weights only) at tensor parallelism t: `_table`'s weights
     column, and `weight_bytes`' entries."""
-    d, dh = m.d_model, m.d_head
-    h = m.n_heads / t
-    hkv = jnp.maximum(m.n_kv_heads / t, 1.0)
-    dff = m.d_ff / t
-    nup = m.n_ffn_matrices - 1.0
+    d = m.d_model
+    _, _, dff, nup, q_width, qkv_width = _dims(m, t)
     bw, bias = m.bytes_per_weight, m.has_bias
-    q_width, qkv_width = h * dh, (h + 2 * hkv) * dh
     return {"norm_attn": m.norm_params * d * bw, "norm_ffn": m.norm_params * d * bw,
             "qkv_proj": (d * qkv_width + bias * qkv_width) * bw, "o_proj": (q_width * d + bias * d) * bw,
             "ffn_up": (nup * d * dff + bias * nup * dff) * bw, "ffn_down": (dff * d + bias * d) * bw}
@@ -117,15 +121,10 @@ def _table(m: ModelSpec, tokens, attn_pairs, kv_tokens_read, tp, unit, attention
     tokens, attn_pairs, kv_tokens_read = (jnp.asarray(x, f32) for x in (tokens, attn_pairs, kv_tokens_read))
     t = jnp.asarray(tp, f32)
     d, dh = m.d_model, m.d_head
-    h = m.n_heads / t
-    hkv = jnp.maximum(m.n_kv_heads / t, 1.0)
-    dff = m.d_ff / t
-    nup = m.n_ffn_matrices - 1.0
+    h, hkv, dff, nup, q_width, qkv_width = _dims(m, t)
     ba, bkv = m.bytes_per_activation, m.bytes_per_kv
     bias = m.has_bias
     T = tokens
-    q_width = h * dh
-    qkv_width = (h + 2 * hkv) * dh
 
     flops, a, kv, comm = {}, {}, {}, {}
     w = _weights(m, t)
