@@ -32,10 +32,7 @@ ORACLE_HORIZON = 16  # steps the oracle looks ahead (each bin held constant over
 
 def feasible_at_least(mask, params, share):
     """The smallest unmasked share bin ≥ share (rounded to the grid); the largest unmasked one if none."""
-    i = jnp.arange(params.bins)
-    want = jnp.round(share * (params.bins - 1))
-    up = jnp.min(jnp.where(mask & (i >= want), i, params.bins))
-    return jnp.where(up < params.bins, up, jnp.max(jnp.where(mask, i, 0))).astype(jnp.int32)
+    return v1.bin_at_or_above(mask, jnp.round(share * (params.bins - 1)), params).astype(jnp.int32)
 
 
 def balance(params, srv: serving.ServingState):
@@ -70,16 +67,11 @@ random = masked_random(_ENV)
 
 def lookahead_rewards(params, srv: serving.ServingState, horizon: int):
     """f[bins]: the summed reward of holding each share bin (projected each step) for `horizon` steps."""
-    grid = v1.shares(params)
-
     def play(b):
         def body(s, _):
-            ok = serving.share_feasible(params, s.slots, grid)
-            ok = ok | ~ok.any()
-            bb, _ = v1.project_bin(ok, b, params)
+            bb, _ = v1.project_bin(v1.share_mask(params, s.slots), b, params)
             s, out = serving.advance(params, s, bb.astype(jnp.float32) / (params.bins - 1))
-            t = out["total_s"]
-            return s, jnp.where(t > 0, out["tokens"] / jnp.where(t > 0, t, 1.0), 0.0) / params.ref_tokens_per_s
+            return s, v1.step_reward(out, params)[1]
         return jax.lax.scan(body, srv, None, length=horizon)[1].sum()
     return jax.vmap(play)(jnp.arange(params.bins))
 

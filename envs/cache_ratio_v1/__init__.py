@@ -2,13 +2,13 @@
 parameters and state (`types`), and its scenario (`scenario`). The serving model is `memgym.sim.serving`."""
 
 from ..descriptor import EnvDescriptor
-from .env import CacheRatioV1, project_bin, ref_step_s, shares, stream_of
+from .env import CacheRatioV1, bin_at_or_above, project_bin, ref_step_s, share_mask, shares, step_reward, stream_of
 from .scenario import SHAREGPT_OUTPUT_MEAN, SHAREGPT_PROMPT_MEAN, CacheRatioV1Scenario, derive_capacity, reference
 from .types import CacheRatioV1Params, CacheRatioV1State
 
 __all__ = ["DESCRIPTOR", "SHAREGPT_OUTPUT_MEAN", "SHAREGPT_PROMPT_MEAN", "CacheRatioV1", "CacheRatioV1Params",
-           "CacheRatioV1Scenario", "CacheRatioV1State", "derive_capacity", "project_bin", "ref_step_s",
-           "reference", "shares", "stream_of"]
+           "CacheRatioV1Scenario", "CacheRatioV1State", "bin_at_or_above", "derive_capacity", "project_bin",
+           "ref_step_s", "reference", "share_mask", "shares", "step_reward", "stream_of"]
 
 DESCRIPTOR = EnvDescriptor(
     id="CacheRatio-v1", env="memgym.envs.cache_ratio_v1:CacheRatioV1",

@@ -75,11 +75,32 @@ def stream_of(key, params) -> serving.Stream:
                                  params.prompt_len, params.gen_len)
 
 
+def share_mask(params, slots: serving.Slots) -> jax.Array:
+    """bool[bins]: the shares whose entries keep committed host memory within capacity; never empty (the
+    smaller form fits whenever the state is valid)."""
+    ok = serving.share_feasible(params, slots, shares(params))
+    return ok | ~ok.any()
+
+
+def step_reward(out: dict, params) -> tuple[jax.Array, jax.Array]:
+    """(tokens/s, reward) of a step `serving.advance` reported: tokens/s ÷ the reference (0 for a step that
+    takes no time)."""
+    t = out["total_s"]
+    tps = jnp.where(t > 0, out["tokens"] / jnp.where(t > 0, t, 1.0), 0.0)
+    return tps, tps / params.ref_tokens_per_s
+
+
+def bin_at_or_above(ok, a, params):
+    """The smallest feasible bin ≥ `a`; the largest feasible one if none is."""
+    i = jnp.arange(params.bins)
+    up = jnp.min(jnp.where(ok & (i >= a), i, params.bins))
+    return jnp.where(up < params.bins, up, jnp.max(jnp.where(ok, i, 0)))
+
+
 def project_bin(ok, a, params):
     """The nearest feasible bin to `a` towards the smaller form; (bin, projected)."""
     i = jnp.arange(params.bins)
-    up = jnp.min(jnp.where(ok & (i >= a), i, params.bins))
-    up = jnp.where(up < params.bins, up, jnp.max(jnp.where(ok, i, 0)))
+    up = bin_at_or_above(ok, a, params)
     down = jnp.max(jnp.where(ok & (i <= a), i, -1))
     down = jnp.where(down >= 0, down, jnp.min(jnp.where(ok, i, params.bins - 1)))
     out = jnp.where(serving.act_smaller(params), up, down).astype(jnp.int32)
@@ -114,16 +135,12 @@ class CacheRatioV1(JaxEnv[CacheRatioV1Params, CacheRatioV1State]):
                                   last_pcie_s=z, last_gpu_s=z, last_step_s=z, step=jnp.int32(0))
         return self.observe(state, params), state
 
-    def share_mask(self, state: CacheRatioV1State, params: CacheRatioV1Params) -> jax.Array:
-        ok = serving.share_feasible(params, state.serving.slots, shares(params))
-        return ok | ~ok.any()  # never empty (the smaller form fits whenever the state is valid)
-
     def action_mask(self, state: CacheRatioV1State, params: CacheRatioV1Params) -> jax.Array:
-        return self.share_mask(state, params)
+        return share_mask(params, state.serving.slots)
 
     def project(self, action, state, params):
         a = jnp.clip(action[0], 0, params.bins - 1)
-        b, projected = project_bin(self.share_mask(state, params), a, params)
+        b, projected = project_bin(self.action_mask(state, params), a, params)
         return b, projected | (a != action[0])
 
     def step_env(self, key: jax.Array, state: CacheRatioV1State, action: jax.Array, params: CacheRatioV1Params
@@ -132,8 +149,7 @@ class CacheRatioV1(JaxEnv[CacheRatioV1Params, CacheRatioV1State]):
         share = b.astype(jnp.float32) / (params.bins - 1)
         srv, out = serving.advance(params, state.serving, share)
         total = out["total_s"]
-        tps = jnp.where(total > 0, out["tokens"] / jnp.where(total > 0, total, 1.0), 0.0)
-        reward = tps / params.ref_tokens_per_s
+        tps, reward = step_reward(out, params)
         new = CacheRatioV1State(serving=srv, last_pcie_s=out["pcie_s"], last_gpu_s=out["gpu_s"], last_step_s=total,
                                 step=state.step + 1)
         host, committed, gpu = self._memory(new, params)
