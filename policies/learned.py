@@ -9,9 +9,14 @@
 The network (used by `memgym.train.ppo_jax` too): separate actor and critic MLPs over the (optionally
 normalised) features, parameters as a flat dict `{"actor/0/w": ..., "actor/0/b": ..., "critic/2/w": ...}`
 (layer i of each; the last layer is the output), orthogonal init (gain √2 hidden, 0.01 actor output, 1 critic
-output). The actor outputs one categorical head per action dimension (MultiDiscrete), its logits concatenated
-like the observation's action mask; masked bins get logit `MASKED_LOGIT`, so they are never sampled and never
-chosen by argmax.
+output). The actor gives one categorical distribution per action dimension (MultiDiscrete), its logits
+concatenated like the observation's action mask; masked bins get logit `MASKED_LOGIT`, so they are never sampled
+and never chosen by argmax. Two heads (`head` hyperparameter):
+- `categorical`: the actor outputs every bin's logit (sum(nvec) outputs).
+- `ordinal`: for bins that are ordered values (a share from 0 to 1), the actor outputs a centre μ and a width σ
+  per dimension (2 outputs each) and bin i of n gets logit −½((i/(n−1) − μ)/σ)², a discretised Gaussian. The
+  distribution is unimodal, so the greedy bin (the one nearest μ) is where the policy's mass is; a categorical
+  head over ordered bins can put its mode at an edge bin while most of its mass lies elsewhere.
 
 Checkpoint format (`checkpoints/ppo_jax_<step>.npz`): one array per leaf of the trainer's state, named by its
 path (`net/actor/0/w`, `obs_norm/mean`, `opt_state/...`), with a leading seed axis, plus `meta` (a JSON string:
@@ -42,6 +47,9 @@ log = logging.getLogger(__name__)
 
 MASKED_LOGIT = -1e9  # finite, so p · log p of a masked bin is 0 · (−1e9) = 0, not NaN
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+HEADS = ("categorical", "ordinal")
+ORDINAL_MIN_WIDTH = 0.02  # σ's floor, in units of the 0..1 bin range (a bin apart is 1/(n−1))
+ORDINAL_INIT_WIDTH = 0.5  # σ at initialisation (the actor's outputs start near 0): broad over the bins
 
 
 class ObsNorm(NamedTuple):
@@ -68,16 +76,22 @@ class ObsNorm(NamedTuple):
 
 
 # -- the network -------------------------------------------------------------------------------------------
-def init_network(key, obs_size: int, nvec, hidden=(64, 64)) -> dict:
+def actor_outputs(nvec, head="categorical") -> int:
+    if head not in HEADS:
+        raise ValueError(f"head {head!r} is not one of {HEADS}")
+    return int(sum(nvec)) if head == "categorical" else 2 * len(nvec)
+
+
+def init_network(key, obs_size: int, nvec, hidden=(64, 64), head="categorical") -> dict:
     ortho = jax.nn.initializers.orthogonal
     net = {}
-    for head, out, gain in (("actor", int(sum(nvec)), 0.01), ("critic", 1, 1.0)):
+    for part, out, gain in (("actor", actor_outputs(nvec, head), 0.01), ("critic", 1, 1.0)):
         sizes = [obs_size, *hidden, out]
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             key, k = jax.random.split(key)
             last = i == len(sizes) - 2
-            net[f"{head}/{i}/w"] = ortho(gain if last else np.sqrt(2.0))(k, (n_in, n_out), jnp.float32)
-            net[f"{head}/{i}/b"] = jnp.zeros(n_out, jnp.float32)
+            net[f"{part}/{i}/w"] = ortho(gain if last else np.sqrt(2.0))(k, (n_in, n_out), jnp.float32)
+            net[f"{part}/{i}/b"] = jnp.zeros(n_out, jnp.float32)
     return net
 
 
@@ -91,10 +105,23 @@ def mlp(net: dict, head: str, x, activation="tanh"):
     return x
 
 
-def forward(net, obs_norm: ObsNorm, features, activation="tanh"):
-    """-> (logits f[..., sum(nvec)], value f[...])."""
+def ordinal_logits(out, nvec):
+    """The ordinal head's logits f[..., sum(nvec)] from its outputs f[..., 2·len(nvec)] (centre, width)."""
+    logits = []
+    for i, n in enumerate(nvec):
+        mu = 0.5 + out[..., 2 * i]
+        width = ORDINAL_MIN_WIDTH + jax.nn.softplus(
+            out[..., 2 * i + 1] + np.log(np.expm1(ORDINAL_INIT_WIDTH - ORDINAL_MIN_WIDTH)))
+        x = jnp.linspace(0.0, 1.0, n) if n > 1 else jnp.zeros(1)
+        logits.append(-0.5 * ((x - mu[..., None]) / width[..., None]) ** 2)
+    return jnp.concatenate(logits, axis=-1)
+
+
+def forward(net, obs_norm: ObsNorm, features, activation="tanh", nvec=None, head="categorical"):
+    """-> (logits f[..., sum(nvec)], value f[...]); `nvec` is needed by the ordinal head."""
     x = obs_norm.apply(features)
-    return mlp(net, "actor", x, activation), mlp(net, "critic", x, activation)[..., 0]
+    out = mlp(net, "actor", x, activation)
+    return (out if head == "categorical" else ordinal_logits(out, nvec)), mlp(net, "critic", x, activation)[..., 0]
 
 
 def value_of(net, obs_norm: ObsNorm, features, activation="tanh"):
@@ -241,6 +268,7 @@ def load_jax_policy(run_dir, sample: bool = False, seed_index: int = 0, checkpoi
     net = {k[len("net/"):]: jnp.asarray(v[seed_index]) for k, v in arrays.items() if k.startswith("net/")}
     norm = ObsNorm(*(jnp.asarray(arrays[f"obs_norm/{f}"][seed_index]) for f in ObsNorm._fields))
     activation = cfg["hyperparameters"]["activation"]
+    head = cfg["hyperparameters"].get("head", "categorical")  # runs from before the ordinal head have none
     trained_env, trained_params = make_env(cfg["env"], cfg.get("env_params"), cfg.get("distribution"))
     nvec = tuple(trained_env.action_nvec(trained_params))  # of the scenario or distribution trained on
     env = env_class(cfg["env"])()
@@ -248,7 +276,7 @@ def load_jax_policy(run_dir, sample: bool = False, seed_index: int = 0, checkpoi
     def policy(key, obs, state, params):
         if tuple(env.action_nvec(params)) != nvec:
             raise ValueError(f"policy trained for action bins {nvec}, scenario has {env.action_nvec(params)}")
-        logits, _ = forward(net, norm, obs.features, activation)
+        logits, _ = forward(net, norm, obs.features, activation, nvec, head)
         if sample:
             return sample_action(key, logits, obs.action_mask, nvec)
         return greedy_action(logits, obs.action_mask, nvec)

@@ -11,7 +11,8 @@
 Differences from PureJaxRL worth knowing:
 - GAE bootstraps truncation: at a truncated step the target is r + γ V(final_observation), at a terminated
   step r; PureJaxRL masks on done and so treats time limits as terminal (`compute_gae`).
-- MultiDiscrete actions with one categorical head per dimension and action masks on the logits.
+- MultiDiscrete actions with one categorical distribution per dimension and action masks on the logits; with
+  `head: ordinal` each is a discretised Gaussian over the ordered bins (`memgym.policies.learned`).
 - Value loss is SB3's (unclipped MSE, weighted by vf_coef); advantages normalised per minibatch.
 - The learning rate decays linearly to 0 at `horizon` updates, a traced argument, so a resumed run with a
   longer target continues the decay without recompiling.
@@ -33,7 +34,7 @@ import optax
 
 from memgym.envs.distribution import Randomized, lift
 from memgym.policies import get_policy
-from memgym.policies.learned import (ObsNorm, entropy, forward, init_network, log_prob, sample_action,
+from memgym.policies.learned import (HEADS, ObsNorm, entropy, forward, init_network, log_prob, sample_action,
                                      value_of)
 
 # name -> (default, kind); kinds: "int" (> 0), "float" (>= 0), "fraction" ([0, 1]), "bool", "sizes" (list of
@@ -53,6 +54,7 @@ HYPERPARAMETERS = {
     "max_grad_norm": (0.5, "float"),
     "hidden": ([64, 64], "sizes"),
     "activation": ("tanh", ("tanh", "relu")),
+    "head": ("categorical", HEADS),  # "ordinal": a discretised Gaussian over ordered bins (a share 0..1)
     "normalize_obs": (False, "bool"),  # running mean/var of the features (they are already O(1))
     "reward_scale": (0.1, "float"),  # rewards × this in the update only (logged returns stay unscaled)
     # Kickstarting (Schmitt et al. 2018, arXiv 1803.03835): a teacher policy of the environment (a registered
@@ -142,7 +144,7 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
     if batch % n_mb:
         raise ValueError(f"num_envs × num_steps = {batch} is not divisible by num_minibatches = {n_mb}")
     mb_size = batch // n_mb
-    act = hp["activation"]
+    act, head = hp["activation"], hp["head"]
     gamma, lam, clip_eps = hp["gamma"], hp["gae_lambda"], hp["clip_eps"]
     metric_names = tuple(env.metric_names)
     tx = optax.chain(optax.clip_by_global_norm(hp["max_grad_norm"]), optax.scale_by_adam(eps=1e-5))
@@ -155,7 +157,7 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
 
     def init(key):
         k_net, k_env, k_run = jax.random.split(key, 3)
-        net = init_network(k_net, obs_size, nvec, tuple(hp["hidden"]))
+        net = init_network(k_net, obs_size, nvec, tuple(hp["hidden"]), head)
         obs, env_state = v_reset(jax.random.split(k_env, num_envs), params)
         return RunnerState(net=net, opt_state=tx.init(net), obs_norm=ObsNorm.identity(obs_size),
                            env_state=env_state, obs=obs, key=k_run, update=jnp.int32(0),
@@ -164,14 +166,14 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
     def env_step(carry, _):
         rs, stats = carry
         key, k_act, k_env = jax.random.split(rs.key, 3)
-        logits, value = forward(rs.net, rs.obs_norm, rs.obs.features, act)
+        logits, value = forward(rs.net, rs.obs_norm, rs.obs.features, act, nvec, head)
         action = sample_action(k_act, logits, rs.obs.action_mask, nvec)
         logp = log_prob(logits, rs.obs.action_mask, action, nvec)
         taught = jnp.zeros_like(action)
         if teacher is not None:  # the first n_taught environments
-            head = jax.tree_util.tree_map(lambda x: x[:n_taught], (rs.obs, rs.env_state))
+            first = jax.tree_util.tree_map(lambda x: x[:n_taught], (rs.obs, rs.env_state))
             k_teach = jax.random.split(jax.random.fold_in(k_act, 1), n_taught)  # not the agent's sampling key
-            taught = taught.at[:n_taught].set(teacher(k_teach, *head, params))
+            taught = taught.at[:n_taught].set(teacher(k_teach, *first, params))
         obs, env_state, reward, term, trunc, info = v_step(jax.random.split(k_env, num_envs), rs.env_state,
                                                            action, params)
         final_value = value_of(rs.net, rs.obs_norm, info["final_observation"].features, act)
@@ -193,7 +195,7 @@ def make_trainer(hp: dict, env, params, num_envs: int) -> Trainer:
         return (rs, stats), tr
 
     def loss_fn(net, obs_norm, mb: Transition, advantages, targets, teacher_coef):
-        logits, value = forward(net, obs_norm, mb.features, act)
+        logits, value = forward(net, obs_norm, mb.features, act, nvec, head)
         logp = log_prob(logits, mb.mask, mb.action, nvec)
         log_ratio = logp - mb.log_prob
         ratio = jnp.exp(log_ratio)
