@@ -37,6 +37,7 @@ from .progress import bar as progress_bar, fmt
 from .tblog import ScalarWriter
 
 log = logging.getLogger(__name__)
+EPISODE_TAGS = ("rollout/ep_rew_mean", "rollout/ep_len_mean")
 
 
 def save_checkpoint(run_dir, state: RunnerState, global_step: int, n_seeds: int) -> pathlib.Path:
@@ -123,7 +124,10 @@ def train_experiment(exp, run_dir, resume: bool = False, progress: bool = True, 
                 scalars[baseline_tag] = baseline
                 w.add_scalars(scalars, step)
                 w.flush()
-                last[i] = scalars
+                # a chunk where no episode ended (a short remainder) keeps the previous chunk's episode figures
+                # for the summary and `on_log`
+                last[i] = {**{k: last[i][k] for k in EPISODE_TAGS if k in last[i]},
+                           **{k: v for k, v in scalars.items() if k not in EPISODE_TAGS or math.isfinite(v)}}
             log.info("step %d  ep_rew_mean %.3f  (%s %.3f)  %.0f steps/s", step,
                      last[0].get("rollout/ep_rew_mean", math.nan), heuristic, baseline, n * batch / dt)
             bar.update(n * batch)
