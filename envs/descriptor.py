@@ -29,6 +29,8 @@ class EnvDescriptor:
     scenario: str | None = None  # "module:Class" of its Scenario
     action_metrics: tuple[str, ...] = ()  # info["metrics"] keys that record the action taken
     time_parts: tuple[str, ...] = ()  # keys that are parts of the step time (the breakdown's stacked bars)
+    generalist: str | None = None  # configs/experiments/<generalist>.yaml: its generalist, what `memgym demo` trains
+    demo_timesteps: int = 1_000_000  # the demo's PPO env steps per training seed (a few minutes on 2 cores)
 
     def env_class(self):
         return load(self.env)

@@ -117,14 +117,20 @@ def add_benchmark(sub) -> None:
 
 
 def add_demo(sub) -> None:
+    from memgym.envs.registry import descriptor, registered
+
+    envs = [descriptor(e).id for e in registered() if descriptor(e).generalist]  # `demo.demo_envs()`, unimported
     d = sub.add_parser("demo", help="train the KernelMapping generalist briefly, score it on the held-out test "
                                     "split against the paper heuristic, write the report")
+    d.add_argument("--env", default="KernelMapping-v0", choices=envs,
+                   help="whose generalist to train (default KernelMapping-v0)")
     d.add_argument("--out", default="memgym-demo", help="output folder (default memgym-demo/)")
-    d.add_argument("--timesteps", type=integer(1), default=1_500_000,
-                   help="PPO env steps per training seed (default 1.5M)")
+    d.add_argument("--timesteps", type=integer(1), default=None,
+                   help="PPO env steps per training seed (default: " + ", ".join(
+                       f"{e} {descriptor(e).demo_timesteps / 1e6:g}M" for e in envs) + ")")
     d.add_argument("--seeds", type=integer(1), default=None,
                    help="evaluation episodes per test scenario (default: the benchmark's)")
-    d.add_argument("--reproduce", action="store_true", help="also reproduce H2M2's paper table (~100 s more)")
+    d.add_argument("--reproduce", action="store_true", help="also reproduce the environment's paper table (H2M2's: ~100 s more)")
     d.add_argument("--no-progress", action="store_true")
 
 

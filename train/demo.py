@@ -1,9 +1,10 @@
-"""`memgym demo`: the README's main command. Train the generalist of `DEMO_CONFIG` (KernelMapping-v0: JAX PPO
-over the kernel-mapping benchmark's train distribution, three training seeds in one program) for 1.5M steps per
-seed, score it with every policy on the benchmark's held-out test split, write the report and print the
-headline: what the agent was trained on, and where it wins and loses against the paper's heuristic.
-`with_reproduction=True` adds the environment's paper reproduction (its descriptor's `reproduce`: H2M2's table,
-about 100 s more on 2 cores)."""
+"""`memgym demo`: the README's main command. Train an environment's generalist (by default KernelMapping-v0's: JAX
+PPO over the kernel-mapping benchmark's train distribution, three training seeds in one program; the descriptor's
+`generalist`) for its `demo_timesteps` steps per seed, score it with every policy on the benchmark's held-out test split, write the report and print
+the headline: what the agent was trained on, and where it wins and loses against the paper's heuristic.
+`env_id` picks another environment's generalist (`memgym demo --env CacheRatio-v1`). `with_reproduction=True`
+adds the environment's paper reproduction (its descriptor's `reproduce`: H2M2's table, about 100 s more on 2
+cores)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pathlib
 import time
 
 from memgym.envs import distribution
-from memgym.envs.registry import descriptor
+from memgym.envs.registry import descriptor, registered
 from memgym.policies import learned
 
 from . import experiment, reproduce
@@ -23,14 +24,24 @@ from .progress import heartbeat
 from .report import write_report
 
 log = logging.getLogger(__name__)
-DEMO_CONFIG = "kernel-mapping-generalist"
+DEMO_ENV = "KernelMapping-v0"
 
 
-def run_demo(out="memgym-demo", timesteps: int = 1_500_000, seeds: int | None = None, progress: bool = True,
-             with_reproduction: bool = False, reproduce_bins: int | None = None, say=print) -> dict:
+def demo_envs() -> list[str]:
+    """The environments with a generalist to demo (bare ids)."""
+    return [descriptor(e).id for e in registered() if descriptor(e).generalist]
+
+
+def run_demo(out="memgym-demo", timesteps: int | None = None, seeds: int | None = None, progress: bool = True,
+             with_reproduction: bool = False, reproduce_bins: int | None = None, env_id: str = DEMO_ENV,
+             say=print) -> dict:
+    d = descriptor(env_id)
+    if not d.generalist:
+        raise ValueError(f"env {env_id!r} has no generalist to demo; valid: {', '.join(demo_envs())}")
     out = pathlib.Path(out)
     t0 = time.perf_counter()
-    exp = experiment.load(DEMO_CONFIG, total_timesteps=timesteps)
+    timesteps = timesteps or d.demo_timesteps
+    exp = experiment.load(d.generalist, total_timesteps=timesteps)
     run_dir = out / "run"
     done = 0
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):

@@ -18,4 +18,5 @@ DESCRIPTOR = EnvDescriptor(
     citation="HybridServe: a KV/activation hybrid cache for GPU offloading (arXiv 2501.01792); FlexGen (arXiv 2303.06865)",
     reproduce="memgym.train.reproduce.hybridserve:reproduce_hybridserve", format="memgym.train.reproduce.hybridserve:format_hybridserve",
     scenario="memgym.envs.cache_ratio:CacheRatioScenario",
-    action_metrics=("activation_share",))
+    action_metrics=("activation_share",),
+    generalist="cache-ratio-generalist")

@@ -18,4 +18,5 @@ DESCRIPTOR = EnvDescriptor(
     reproduce="memgym.train.reproduce.hybridserve:reproduce_hybridserve",
     format="memgym.train.reproduce.hybridserve:format_hybridserve",
     scenario="memgym.envs.cache_ratio_v1:CacheRatioV1Scenario",
-    action_metrics=("activation_share",))
+    action_metrics=("activation_share",),
+    generalist="cache-ratio-v1-generalist")

@@ -16,4 +16,5 @@ DESCRIPTOR = EnvDescriptor(
     reproduce="memgym.train.reproduce.h2m2:reproduce_h2m2", format="memgym.train.reproduce.h2m2:format_h2m2",
     scenario="memgym.envs.kernel_mapping:KernelMappingScenario",
     action_metrics=("hbm_share_attention", "hbm_share_qkv", "hbm_share_fc"),
-    time_parts=("time_attention_s", "time_qkv_s", "time_fc_s", "migration_s"))
+    time_parts=("time_attention_s", "time_qkv_s", "time_fc_s", "migration_s"),
+    generalist="kernel-mapping-generalist", demo_timesteps=1_500_000)

@@ -26,4 +26,5 @@ DESCRIPTOR = EnvDescriptor(
     citation="TDMem: hardware-assisted trusted memory disaggregation for secure far memory (arXiv 2108.11507)",
     reproduce="memgym.train.reproduce.tdmem:reproduce_tdmem", format="memgym.train.reproduce.tdmem:format_tdmem",
     report_tables="memgym.train.report.reproduction:tdmem_tables", scenario="memgym.envs.secure_disagg:SecureDisaggScenario",
-    action_metrics=("activation_share", "remote_share"))
+    action_metrics=("activation_share", "remote_share"),
+    generalist="secure-disagg-generalist")

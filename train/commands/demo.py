@@ -9,5 +9,5 @@ from . import show_progress
 
 def run(args) -> int:
     run_demo(out=output_folder(args.out, "--out"), timesteps=args.timesteps, seeds=args.seeds,
-             progress=show_progress(args), with_reproduction=args.reproduce)
+             progress=show_progress(args), with_reproduction=args.reproduce, env_id=args.env)
     return 0
