@@ -116,6 +116,7 @@ CASES = [
     ("benchmark-seeds-0", lambda d: ["benchmark", "KernelMapping-v0", "--seeds", "0"], "--seeds"),
     ("benchmark-unknown-env", lambda d: ["benchmark", "Nope-v0", "--seeds", "1"], "Nope-v0"),
     ("demo-timesteps-neg", lambda d: ["demo", "--timesteps", "-5"], "--timesteps"),
+    ("demo-env-unknown", lambda d: ["demo", "--env", "Nope-v0"], "CacheRatio-v1"),
     ("train-total-timesteps-0", lambda d: ["train", "--config", _exp(d), "--total-timesteps", "0"], "--total-timesteps"),
 ]
 

@@ -18,7 +18,7 @@ import yaml
 
 from memgym.policies.learned import (
     checkpoint_paths, entropy, flat_to_multi, greedy_action, latest_checkpoint, load_jax_policy, log_prob, multi_to_flat,
-    read_checkpoint, sample_action)
+    ordinal_logits, read_checkpoint, sample_action)
 from memgym.sim.config import ConfigError
 from memgym.train import experiment
 from memgym.train.ppo_jax import compute_gae
@@ -88,6 +88,24 @@ def test_masked_bins_are_never_sampled_nor_chosen():
     assert bool(jnp.isfinite(entropy(logits, mask, nvec)).all())
 
 
+def test_ordinal_head_is_unimodal_and_its_greedy_bin_is_the_feasible_one_nearest_its_centre():
+    nvec = (11, 4)
+    out = jax.random.normal(jax.random.PRNGKey(3), (256, 4)) * 2.0  # centres from about -3.5 to 4.5
+    logits = ordinal_logits(out, nvec)
+    for lg, n, mu in ((logits[:, :11], 11, 0.5 + out[:, 0]), (logits[:, 11:], 4, 0.5 + out[:, 2])):
+        p = np.asarray(jax.nn.softmax(lg))
+        step = np.diff(np.asarray(lg), axis=1)
+        # unimodal: once the log-probabilities fall they never rise again
+        assert not (np.cumsum(step < 0, axis=1).astype(bool)[:, :-1] & (step[:, 1:] > 0)).any()
+        nearest = np.clip(np.rint(np.asarray(mu) * (n - 1)), 0, n - 1)
+        np.testing.assert_array_equal(p.argmax(1), nearest)
+    mask = jnp.ones((256, 15), bool).at[:, 0:6].set(False)  # the first dimension's bins 0..5 infeasible
+    greedy = greedy_action(logits, mask, nvec)
+    nearest = np.clip(np.rint(np.asarray(0.5 + out[:, 0]) * 10), 6, 10)
+    np.testing.assert_array_equal(np.asarray(greedy[:, 0]), nearest)
+    assert bool(jnp.isfinite(entropy(logits, mask, nvec)).all())
+
+
 def test_flat_dqn_actions_round_trip():
     nvec = (3, 4, 5)
     idx = np.arange(60)
@@ -104,6 +122,7 @@ def test_flat_dqn_actions_round_trip():
     ({"total_timesteps": "100k"}, "total_timesteps", "integer"),
     ({"num_envs": 2.5}, "num_envs", "integer"),
     ({"hyperparameters": {"num_steps": 8, "learning_rte": 1e-3}}, "hyperparameters.learning_rte", "learning_rate"),
+    ({"hyperparameters": {"num_steps": 8, "head": "gaussian"}}, "hyperparameters.head", "ordinal"),
     ({"hyperparameters": {"learning_rate": "3e-4"}}, "hyperparameters.learning_rate", "decimal point"),
     ({"hyperparameters": {"hidden": 64}}, "hyperparameters.hidden", "list"),
     ({"hyperparameters": {"teacher": "orcale"}}, "hyperparameters.teacher", "oracle"),
@@ -146,6 +165,16 @@ def test_shipped_experiment_configs_validate():
     main = experiment.load("kernel-mapping-ppo-jax")
     assert main.algorithm == "ppo_jax" and main.env_params["model"] == "gpt3-175b"
     assert {"hbm-48gb", "hbm-192gb", "dynamic", "llama2-70b"} <= set(main.eval["scenarios"])
+    # every environment's generalist (what `memgym demo --env` trains) is a shipped config of that environment
+    from memgym.envs.registry import descriptor, registered
+    from memgym.train.demo import demo_envs
+
+    assert {"KernelMapping-v0", "CacheRatio-v1", "SecureDisagg-v0"} <= set(demo_envs())
+    for env_id in registered():
+        d = descriptor(env_id)
+        if d.generalist:
+            exp = experiment.load(d.generalist)
+            assert descriptor(exp.env).id == d.id and exp.distribution and exp.n_seeds >= 3
 
 
 # -- training runs -------------------------------------------------------------------------------------------
@@ -192,13 +221,15 @@ def test_ppo_jax_trains_logs_checkpoints_and_resumes(tmp_path):
     assert bool((sampled[:, 0] == 3).all()) and bool((sampled < 4).all())
 
 
-def test_kickstarting_imitates_the_teacher_then_hands_over_to_ppo():
-    """The teacher's log-loss falls while its coefficient decays linearly to 0 at teacher_frac of the run."""
+@pytest.mark.parametrize("head", ["categorical", "ordinal"])
+def test_kickstarting_imitates_the_teacher_then_hands_over_to_ppo(head):
+    """The teacher's log-loss falls while its coefficient decays linearly to 0 at teacher_frac of the run; with
+    either actor head."""
     from memgym.envs.registry import make
     from memgym.train.ppo_jax import make_trainer
 
     env, params = make("KernelMapping-v0", **TINY_ENV)
-    hp = {"num_steps": 8, "teacher": "oracle", "teacher_coef": 2.0, "teacher_frac": 0.5, "teacher_share": 0.5,
+    hp = {"num_steps": 8, "teacher": "oracle", "head": head, "teacher_coef": 2.0, "teacher_frac": 0.5, "teacher_share": 0.5,
           "ent_coef": 0.0, "learning_rate": 3e-3, "anneal_lr": False}
     trainer = make_trainer(hp, env, params, num_envs=16)
     run = jax.jit(trainer.run)
@@ -211,6 +242,37 @@ def test_kickstarting_imitates_the_teacher_then_hands_over_to_ppo():
     assert float(mid["teacher_coef"]) == pytest.approx(2.0 / 20, rel=1e-4)
     assert float(after["teacher_coef"]) == 0.0
     assert float(mid["teacher_loss"]) < 0.6 * float(first["teacher_loss"])
+
+
+def test_an_ordinal_run_loads_with_its_head_and_its_summary_keeps_the_last_episodes(tmp_path):
+    """A `head: ordinal` run's checkpoint holds 2 actor outputs per dimension, and the loaded greedy policy is
+    the bin nearest the centre the network outputs. The run's last chunk (one update, 8 steps of 16-step
+    episodes) ends no episode: the summary keeps the chunk before's episode return rather than n/a."""
+    from memgym.envs.registry import make
+    from memgym.policies.learned import ObsNorm, mlp
+
+    d = tiny(total_timesteps=384, checkpoint_every=384, n_seeds=1, env_params={**TINY_ENV, "max_steps": 16})
+    d["hyperparameters"]["head"] = "ordinal"
+    exp = experiment.load(write(tmp_path, d))
+    run = tmp_path / "run"
+    summary = experiment.train(exp, run_dir=run, progress=False)
+    scalars = read_scalars(run / "tb")
+    logged = dict(scalars["rollout/ep_rew_mean"])
+    assert [s for s, _ in scalars["train/loss"]] == [256, 384] and list(logged) == [256]  # no episode at 384
+    assert summary["scalars"][0]["rollout/ep_rew_mean"] == pytest.approx(logged[256])
+    assert "n/a" not in experiment.format_summary(exp, summary)
+    arrays, _ = read_checkpoint(latest_checkpoint(run))
+    assert arrays["net/actor/2/w"].shape[-1] == 2 * 3
+    env, params = make(exp.env, **exp.env_params)
+    keys = jax.random.split(jax.random.PRNGKey(0), 8)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    actions = jax.vmap(load_jax_policy(run), in_axes=(0, 0, 0, None))(keys, obs, state, params)
+    net = {k[4:]: jnp.asarray(v[0]) for k, v in arrays.items() if k.startswith("net/")}
+    centre = 0.5 + mlp(net, "actor", ObsNorm.identity(obs.features.shape[-1]).apply(obs.features))[:, 0::2]
+    nearest = jnp.clip(jnp.rint(centre * 3), 0, 3)
+    feasible = obs.action_mask.reshape(8, 3, 4)[jnp.arange(8)[:, None], jnp.arange(3)[None, :], actions]
+    assert bool(feasible.all())
+    assert bool(((actions == nearest) | ~obs.action_mask.reshape(8, 3, 4).all(-1)).all())
 
 
 def test_ppo_jax_resume_mismatch_is_refused(tmp_path):
