@@ -1,7 +1,8 @@
 """Learned policies: the JAX actor-critic network and loaders that turn a training run folder into a policy.
 
 - `load_jax_policy(run_dir)` -> `policy(key, obs, state, params) -> action`, jittable and vmappable, from the
-  latest checkpoint of a `ppo_jax` run (greedy argmax over the masked logits, or sampled with `sample=True`).
+  latest checkpoint of a `ppo_jax` run: deterministic (the most probable feasible bin for the categorical head,
+  the feasible bin nearest the mean for the ordinal one: `deterministic_action`), or sampled with `sample=True`.
 - `load_sb3_policy(run_dir)` -> `act(features np[n, D], action_mask np[n, M]) -> actions np[n, A]` around an
   SB3 model's `predict` (deterministic; masks passed to MaskablePPO; DQN's flat index unravelled).
 - `is_jax_run(run_dir)`.
@@ -15,8 +16,9 @@ and never chosen by argmax. Two heads (`head` hyperparameter):
 - `categorical`: the actor outputs every bin's logit (sum(nvec) outputs).
 - `ordinal`: for bins that are ordered values (a share from 0 to 1), the actor outputs a centre μ and a width σ
   per dimension (2 outputs each) and bin i of n gets logit −½((i/(n−1) − μ)/σ)², a discretised Gaussian. The
-  distribution is unimodal, so the greedy bin (the one nearest μ) is where the policy's mass is; a categorical
-  head over ordered bins can put its mode at an edge bin while most of its mass lies elsewhere.
+  distribution is unimodal and its deterministic action is the feasible bin nearest its mean, where the policy's
+  mass is; a categorical head over ordered bins can put its mode at an edge bin while most of its mass lies
+  elsewhere, and so can a Gaussian whose centre lies past the last bin (a CacheRatio-v1 generalist's does).
 
 Checkpoint format (`checkpoints/ppo_jax_<step>.npz`): one array per leaf of the trainer's state, named by its
 path (`net/actor/0/w`, `obs_norm/mean`, `opt_state/...`), with a leading seed axis, plus `meta` (a JSON string:
@@ -142,6 +144,24 @@ def sample_action(key, logits, mask, nvec):
 
 def greedy_action(logits, mask, nvec):
     return jnp.stack([jnp.argmax(lp, axis=-1) for lp in _heads(logits, mask, nvec)], axis=-1).astype(jnp.int32)
+
+
+def mean_action(logits, mask, nvec):
+    """Per dimension, the feasible bin nearest the distribution's mean bin: the ordinal head's deterministic
+    action. For a Gaussian the mean is the mode; truncated by the bins' range and the mask they part (a centre
+    past the last bin puts the mode at the edge while the mass, and the mean, lie inside)."""
+    out = []
+    for lp, m in zip(_heads(logits, mask, nvec), split_mask(mask, nvec)):
+        i = jnp.arange(lp.shape[-1], dtype=jnp.float32)
+        mean = (jnp.exp(lp) * i).sum(-1, keepdims=True)
+        out.append(jnp.argmin(jnp.where(m, jnp.abs(i - mean), jnp.inf), axis=-1))
+    return jnp.stack(out, axis=-1).astype(jnp.int32)
+
+
+def deterministic_action(logits, mask, nvec, head="categorical"):
+    """The learned policy's deterministic action: the most probable bin (categorical head), the bin nearest
+    the mean (ordinal head)."""
+    return greedy_action(logits, mask, nvec) if head == "categorical" else mean_action(logits, mask, nvec)
 
 
 def log_prob(logits, mask, action, nvec):
@@ -279,7 +299,7 @@ def load_jax_policy(run_dir, sample: bool = False, seed_index: int = 0, checkpoi
         logits, _ = forward(net, norm, obs.features, activation, nvec, head)
         if sample:
             return sample_action(key, logits, obs.action_mask, nvec)
-        return greedy_action(logits, obs.action_mask, nvec)
+        return deterministic_action(logits, obs.action_mask, nvec, head)
 
     policy.__name__ = f"learned:{pathlib.Path(run_dir).name}"
     return policy

@@ -18,7 +18,7 @@ import yaml
 
 from memgym.policies.learned import (
     checkpoint_paths, entropy, flat_to_multi, greedy_action, latest_checkpoint, load_jax_policy, log_prob, multi_to_flat,
-    ordinal_logits, read_checkpoint, sample_action)
+    mean_action, ordinal_logits, read_checkpoint, sample_action)
 from memgym.sim.config import ConfigError
 from memgym.train import experiment
 from memgym.train.ppo_jax import compute_gae
@@ -104,6 +104,23 @@ def test_ordinal_head_is_unimodal_and_its_greedy_bin_is_the_feasible_one_nearest
     nearest = np.clip(np.rint(np.asarray(0.5 + out[:, 0]) * 10), 6, 10)
     np.testing.assert_array_equal(np.asarray(greedy[:, 0]), nearest)
     assert bool(jnp.isfinite(entropy(logits, mask, nvec)).all())
+
+
+def test_ordinal_deterministic_action_is_the_feasible_bin_nearest_the_mean():
+    """A centre past the last bin with a wide σ: the mode is the edge bin, the mean lies inside; the ordinal
+    head's deterministic action follows the mean, within the mask."""
+    nvec = (11,)
+    out = jnp.array([[0.8, 0.0], [0.8, -20.0], [-0.2, 0.0]])  # centres 1.3, 1.3, 0.3; widths 0.5, 0.02, 0.5
+    logits = ordinal_logits(out, nvec)
+    mask = jnp.ones((3, 11), bool)
+    p = np.asarray(jax.nn.softmax(logits))
+    means = (p * np.arange(11)).sum(1)
+    assert 5 < means[0] < 8 and means[1] > 9.99  # the truncated wide one's mean is well inside
+    np.testing.assert_array_equal(greedy_action(logits, mask, nvec)[:, 0], [10, 10, 3])
+    np.testing.assert_array_equal(mean_action(logits, mask, nvec)[:, 0], np.rint(means))
+    masked = mask.at[:, 5:9].set(False)
+    chosen = np.asarray(mean_action(logits, masked, nvec)[:, 0])
+    assert np.asarray(masked)[np.arange(3), chosen].all() and chosen[0] in (4, 9)
 
 
 def test_flat_dqn_actions_round_trip():
@@ -245,8 +262,8 @@ def test_kickstarting_imitates_the_teacher_then_hands_over_to_ppo(head):
 
 
 def test_an_ordinal_run_loads_with_its_head_and_its_summary_keeps_the_last_episodes(tmp_path):
-    """A `head: ordinal` run's checkpoint holds 2 actor outputs per dimension, and the loaded greedy policy is
-    the bin nearest the centre the network outputs. The run's last chunk (one update, 8 steps of 16-step
+    """A `head: ordinal` run's checkpoint holds 2 actor outputs per dimension, and the loaded deterministic
+    policy is the feasible bin nearest the mean of the distribution the network outputs. The run's last chunk (one update, 8 steps of 16-step
     episodes) ends no episode: the summary keeps the chunk before's episode return rather than n/a."""
     from memgym.envs.registry import make
     from memgym.policies.learned import ObsNorm, mlp
@@ -268,11 +285,13 @@ def test_an_ordinal_run_loads_with_its_head_and_its_summary_keeps_the_last_episo
     obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
     actions = jax.vmap(load_jax_policy(run), in_axes=(0, 0, 0, None))(keys, obs, state, params)
     net = {k[4:]: jnp.asarray(v[0]) for k, v in arrays.items() if k.startswith("net/")}
-    centre = 0.5 + mlp(net, "actor", ObsNorm.identity(obs.features.shape[-1]).apply(obs.features))[:, 0::2]
-    nearest = jnp.clip(jnp.rint(centre * 3), 0, 3)
+    logits = ordinal_logits(mlp(net, "actor", ObsNorm.identity(obs.features.shape[-1]).apply(obs.features)), (4,) * 3)
+    p = jax.nn.softmax(jnp.where(obs.action_mask, logits, -1e9).reshape(8, 3, 4), axis=-1)
+    mean = (p * jnp.arange(4)).sum(-1)
     feasible = obs.action_mask.reshape(8, 3, 4)[jnp.arange(8)[:, None], jnp.arange(3)[None, :], actions]
     assert bool(feasible.all())
-    assert bool(((actions == nearest) | ~obs.action_mask.reshape(8, 3, 4).all(-1)).all())
+    full = obs.action_mask.reshape(8, 3, 4).all(-1)  # where every bin is allowed: the nearest bin to the mean
+    assert bool(((actions == jnp.rint(mean)) | ~full).all())
 
 
 def test_ppo_jax_resume_mismatch_is_refused(tmp_path):
