@@ -4,8 +4,9 @@ The benchmark (`configs/benchmarks/<name>.yaml`, see `memgym.envs.distribution`)
 evaluation seeds and the key. Every policy plays every scenario × seed from the same keys (`memgym evaluate`
 does the playing and writes results.csv, summary.json ...); this module adds the protocol's statistics:
 
-- Learned policies act greedily (argmax over the masked logits; `sample=True`, `--sample`: drawn from their
-  distribution, stated in the table). Each training seed of a run is one training
+- Learned policies act greedily (their deterministic action: the argmax over the masked logits, or for an
+  ordinal head the feasible bin nearest the mean; `sample=True`, `--sample`: drawn from their distribution,
+  stated in the table). Each training seed of a run is one training
   run; following rliable, the unit is a training run × task (scenario): a run's score on a task is its mean
   over the evaluation episodes, and the aggregates (IQM, mean, P(improvement over the heuristic)) use a
   stratified bootstrap over runs within each task. Non-learned policies are deterministic functions of the

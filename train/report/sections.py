@@ -129,7 +129,7 @@ def section_benchmark(res: dict) -> list:
     blocks.append(
         f"Benchmark `{b.get('benchmark', '?')}`, {b.get('split', '?')} split: {len(per)} held-out scenarios × "
         f"{b.get('seeds', '?')} evaluation seeds, scores = mean reward / {heur}'s (1.0). Protocol: learned "
-        f"policies act greedily (argmax over the masked logits); the unit is a training run × scenario (a run's "
+        f"policies act greedily (argmax over the masked logits; an ordinal head's bin nearest its mean); the unit is a training run × scenario (a run's "
         f"score on a scenario is its mean over the evaluation episodes), and IQM, mean and P(improvement) use a "
         f"stratified bootstrap over runs within each scenario; other policies are deterministic, their unit is an "
         f"evaluation episode × scenario. Headroom = oracle − 1; gap closed = (learned − 1) / headroom per scenario "
