@@ -117,6 +117,9 @@ CASES = [
     ("benchmark-unknown-env", lambda d: ["benchmark", "Nope-v0", "--seeds", "1"], "Nope-v0"),
     ("demo-timesteps-neg", lambda d: ["demo", "--timesteps", "-5"], "--timesteps"),
     ("demo-env-unknown", lambda d: ["demo", "--env", "Nope-v0"], "CacheRatio-v1"),
+    ("demo-out-holds-another-env", lambda d: (d.joinpath("o/run").mkdir(parents=True),
+                                              d.joinpath("o/run/config.yaml").write_text("env: memgym/KernelMapping-v0\n"),
+                                              ["demo", "--env", "CacheRatio-v1", "--out", "o"])[2], "another folder"),
     ("train-total-timesteps-0", lambda d: ["train", "--config", _exp(d), "--total-timesteps", "0"], "--total-timesteps"),
 ]
 

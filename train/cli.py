@@ -130,7 +130,8 @@ def add_demo(sub) -> None:
                        f"{e} {descriptor(e).demo_timesteps / 1e6:g}M" for e in envs) + ")")
     d.add_argument("--seeds", type=integer(1), default=None,
                    help="evaluation episodes per test scenario (default: the benchmark's)")
-    d.add_argument("--reproduce", action="store_true", help="also reproduce the environment's paper table (H2M2's: ~100 s more)")
+    d.add_argument("--reproduce", action="store_true",
+                   help="also reproduce the environment's paper table (H2M2's: ~100 s more)")
     d.add_argument("--no-progress", action="store_true")
 
 

@@ -1,7 +1,8 @@
 """`memgym demo`: the README's main command. Train an environment's generalist (by default KernelMapping-v0's: JAX
 PPO over the kernel-mapping benchmark's train distribution, three training seeds in one program; the descriptor's
-`generalist`) for its `demo_timesteps` steps per seed, score it with every policy on the benchmark's held-out test split, write the report and print
-the headline: what the agent was trained on, and where it wins and loses against the paper's heuristic.
+`generalist`) for its `demo_timesteps` steps per seed, score it with every policy on the benchmark's held-out
+test split, write the report and print the headline: what the agent was trained on, and where it wins and loses
+against the paper's heuristic.
 `env_id` picks another environment's generalist (`memgym demo --env CacheRatio-v1`). `with_reproduction=True`
 adds the environment's paper reproduction (its descriptor's `reproduce`: H2M2's table, about 100 s more on 2
 cores)."""
@@ -43,6 +44,9 @@ def run_demo(out="memgym-demo", timesteps: int | None = None, seeds: int | None 
     timesteps = timesteps or d.demo_timesteps
     exp = experiment.load(d.generalist, total_timesteps=timesteps)
     run_dir = out / "run"
+    if (run_dir / "config.yaml").is_file() and learned.run_config(run_dir)["env"] != exp.env:
+        raise ValueError(f"{run_dir} holds a {learned.run_config(run_dir)['env']} run; give {env_id}'s demo "
+                         f"another folder (--out)")
     done = 0
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
         done = learned.read_checkpoint(learned.latest_checkpoint(run_dir))[1].get("global_step", 0)
