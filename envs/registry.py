@@ -47,6 +47,11 @@ def registered() -> list[str]:
     return [f"{NAMESPACE}/{name}" for name in ENVIRONMENTS]
 
 
+def generalists() -> list[str]:
+    """Bare ids of the environments that ship a generalist config (what `memgym demo --env` can train)."""
+    return [name for name, d in ENVIRONMENTS.items() if d.generalist]
+
+
 def scenario_class(env_id: str):
     """The environment's Scenario dataclass (its fields are `default_params`' keyword arguments)."""
     return descriptor(env_id).scenario_class()

@@ -183,10 +183,9 @@ def test_shipped_experiment_configs_validate():
     assert main.algorithm == "ppo_jax" and main.env_params["model"] == "gpt3-175b"
     assert {"hbm-48gb", "hbm-192gb", "dynamic", "llama2-70b"} <= set(main.eval["scenarios"])
     # every environment's generalist (what `memgym demo --env` trains) is a shipped config of that environment
-    from memgym.envs.registry import descriptor, registered
-    from memgym.train.demo import demo_envs
+    from memgym.envs.registry import descriptor, generalists, registered
 
-    assert {"KernelMapping-v0", "CacheRatio-v1", "SecureDisagg-v0"} <= set(demo_envs())
+    assert {"KernelMapping-v0", "CacheRatio-v1", "SecureDisagg-v0"} <= set(generalists())
     for env_id in registered():
         d = descriptor(env_id)
         if d.generalist:

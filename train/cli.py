@@ -117,9 +117,9 @@ def add_benchmark(sub) -> None:
 
 
 def add_demo(sub) -> None:
-    from memgym.envs.registry import descriptor, registered
+    from memgym.envs.registry import descriptor, generalists
 
-    envs = [descriptor(e).id for e in registered() if descriptor(e).generalist]  # `demo.demo_envs()`, unimported
+    envs = generalists()
     d = sub.add_parser("demo", help="train the KernelMapping generalist briefly, score it on the held-out test "
                                     "split against the paper heuristic, write the report")
     d.add_argument("--env", default="KernelMapping-v0", choices=envs,

@@ -15,7 +15,7 @@ import pathlib
 import time
 
 from memgym.envs import distribution
-from memgym.envs.registry import descriptor, registered
+from memgym.envs.registry import descriptor, generalists
 from memgym.policies import learned
 
 from . import experiment, reproduce
@@ -28,25 +28,20 @@ log = logging.getLogger(__name__)
 DEMO_ENV = "KernelMapping-v0"
 
 
-def demo_envs() -> list[str]:
-    """The environments with a generalist to demo (bare ids)."""
-    return [descriptor(e).id for e in registered() if descriptor(e).generalist]
-
-
 def run_demo(out="memgym-demo", timesteps: int | None = None, seeds: int | None = None, progress: bool = True,
              with_reproduction: bool = False, reproduce_bins: int | None = None, env_id: str = DEMO_ENV,
              say=print) -> dict:
     d = descriptor(env_id)
     if not d.generalist:
-        raise ValueError(f"env {env_id!r} has no generalist to demo; valid: {', '.join(demo_envs())}")
+        raise ValueError(f"env {env_id!r} has no generalist to demo; valid: {', '.join(generalists())}")
     out = pathlib.Path(out)
     t0 = time.perf_counter()
     timesteps = timesteps or d.demo_timesteps
     exp = experiment.load(d.generalist, total_timesteps=timesteps)
     run_dir = out / "run"
-    if (run_dir / "config.yaml").is_file() and learned.run_config(run_dir)["env"] != exp.env:
-        raise ValueError(f"{run_dir} holds a {learned.run_config(run_dir)['env']} run; give {env_id}'s demo "
-                         f"another folder (--out)")
+    held = learned.run_config(run_dir)["env"] if (run_dir / "config.yaml").is_file() else exp.env
+    if held != exp.env:
+        raise ValueError(f"{run_dir} holds a {held} run; give {env_id}'s demo another folder (--out)")
     done = 0
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
         done = learned.read_checkpoint(learned.latest_checkpoint(run_dir))[1].get("global_step", 0)
