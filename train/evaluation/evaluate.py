@@ -144,25 +144,30 @@ def load_learned(run_dirs, sample: bool = False) -> dict:
     return out
 
 
-def _iqm(x):
-    return stats.trim_mean(np.ravel(x), 0.25)
+def _iqm(x, axis=None):
+    """Interquartile mean over `axis` (None: all values)."""
+    return stats.trim_mean(np.ravel(x) if axis is None else x, 0.25, axis=axis)
 
 
 def _bootstrap(statistic, samples, reps):
-    """Percentile 95% CI of `statistic(*samples)` resampling each sample on its own (stratified: one sample
-    per scenario, so every replicate keeps every scenario's seed count)."""
+    """Percentile 95% CI of `statistic(*samples, axis=-1)` resampling each sample on its own (stratified: one
+    sample per scenario, so every replicate keeps every scenario's seed count). The statistic is vectorised:
+    scipy hands it every replicate at once along the leading axes."""
     if min(len(s) for s in samples) < 2:
-        v = float(statistic(*samples))
+        v = float(statistic(*samples, axis=-1))
         return [v, v]
-    ci = stats.bootstrap(samples, statistic, n_resamples=reps, paired=False, vectorized=False,
+    ci = stats.bootstrap(samples, statistic, n_resamples=reps, paired=False, vectorized=True,
                          method="percentile", random_state=0).confidence_interval
     return [float(ci.low), float(ci.high)]
 
 
-def prob_improvement(x, y):
-    """P(X > Y) averaged over scenarios (Mann-Whitney U / mn per scenario, ties count half), as rliable."""
-    return float(np.mean([stats.mannwhitneyu(x[:, t], y[:, t]).statistic / (x.shape[0] * y.shape[0])
-                          for t in range(x.shape[1])]))
+def prob_improvement(x, y, axis=None):
+    """P(X > Y) averaged over scenarios (Mann-Whitney U / mn per scenario, ties count half), as rliable.
+    x, y: f[seeds, scenarios]; or, with `axis`, sequences of per-scenario samples whose seeds lie along `axis`."""
+    if axis is None:
+        x, y, axis = [x[:, t] for t in range(x.shape[1])], [y[:, t] for t in range(y.shape[1])], -1
+    u = [stats.mannwhitneyu(a, b, axis=axis).statistic / (a.shape[axis] * b.shape[axis]) for a, b in zip(x, y)]
+    return np.mean(u, axis=0) if np.ndim(u[0]) else float(np.mean(u))
 
 
 def aggregate_scores(scores: dict, heuristic: str, reps: int = 2000) -> dict:
@@ -173,9 +178,10 @@ def aggregate_scores(scores: dict, heuristic: str, reps: int = 2000) -> dict:
     out = {}
     for p, s in scores.items():
         cols = [s[:, t] for t in range(s.shape[1])]
+        pooled = lambda stat: lambda *c, axis: stat(np.concatenate(c, axis), axis)  # noqa: E731
         entry = {
-            "iqm": float(_iqm(s)), "iqm_ci": _bootstrap(lambda *c: _iqm(np.concatenate(c)), cols, reps),
-            "mean": float(s.mean()), "mean_ci": _bootstrap(lambda *c: np.concatenate(c).mean(), cols, reps),
+            "iqm": float(_iqm(s)), "iqm_ci": _bootstrap(pooled(_iqm), cols, reps),
+            "mean": float(s.mean()), "mean_ci": _bootstrap(pooled(lambda x, axis: x.mean(axis)), cols, reps),
             "optimality_gap": float(np.maximum(1.0 - s, 0.0).mean()),
         }
         if p == heuristic:
@@ -186,7 +192,7 @@ def aggregate_scores(scores: dict, heuristic: str, reps: int = 2000) -> dict:
             both = cols + [h[:, t] for t in range(n)]
             entry["prob_improvement"] = prob_improvement(s, h)
             entry["prob_improvement_ci"] = _bootstrap(
-                lambda *c: prob_improvement(np.stack(c[:n], 1), np.stack(c[n:], 1)), both, max(200, reps // 10))
+                lambda *c, axis: prob_improvement(c[:n], c[n:], axis), both, max(200, reps // 10))
         out[p] = entry
     curves = {p: [float((s > t).mean()) for t in TAUS] for p, s in scores.items()}
     return {"policies": out, "performance_profile": {"taus": TAUS.tolist(), "curves": curves}}
