@@ -29,7 +29,7 @@ cheapest_secure_mode = sd.cheapest_secure_mode
 def _planned(mode_of):
     def policy(key, obs, state, params):
         mode = jnp.asarray(mode_of(params), jnp.int32)
-        si, bb = sd.plan(params, mode)
+        si, bb = params.mode_plans[mode, 0], params.mode_plans[mode, 1]  # `sd.plan`, precomputed by `derive`
         return sd.plan_action(params, state, mode, si, bb)
     return policy
 

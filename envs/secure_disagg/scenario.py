@@ -18,15 +18,17 @@ from .types import SecureDisaggParams
 
 
 def derive(params: SecureDisaggParams) -> SecureDisaggParams:
-    """wg (the largest weight share the GPU holds beside its working set), max_batch, the software-RDMA
-    baseline's block and step times, and the best static plan. Jittable (vmap over scenarios, then derive)."""
+    """wg (the largest weight share the GPU holds beside its working set), max_batch, every mode's static plan
+    (`plan`, which the planned policies look up), the software-RDMA baseline's block and step times, and the best
+    static plan. Jittable (vmap over scenarios, then derive)."""
     params = dataclasses.replace(params, wg=server.weights_on_gpu(params))
     mf = min_form(params)
     roomy = roomiest_mode(params)
     max_batch = jnp.maximum(jnp.floor(largest_block(params, roomy, mf)), 1.0)
     max_batch = jnp.maximum(max_batch, jnp.floor(largest_block(params, disagg.RDMA_SLAB, mf)))
     params = dataclasses.replace(params, max_batch=max_batch)
-    si, bb = plan(params, jnp.int32(disagg.RDMA_SLAB))
+    plans = jax.vmap(lambda md: jnp.stack(plan(params, md)))(jnp.arange(N_MODES, dtype=jnp.int32))
+    si, bb = plans[disagg.RDMA_SLAB]
     base, base_out = play_plan(params, jnp.int32(disagg.RDMA_SLAB), si, bb)
     base_s, base_batch = base_out["total"], base.batch
     params = dataclasses.replace(params, base_step_s=base_s, base_batch=base_batch)
@@ -44,8 +46,9 @@ def derive(params: SecureDisaggParams) -> SecureDisaggParams:
     nm, nb = N_MODES, params.batch_bins
     best = jnp.stack([flat // (nm * nb), (flat // nb) % nm, flat % nb]).astype(jnp.int32)
     mode = cheapest_secure_mode(params)
-    hs, hb = plan(params, mode)
-    return dataclasses.replace(params, oracle_plan=best, heuristic_plan=jnp.stack([hs, mode, hb]).astype(jnp.int32))
+    hs, hb = plans[mode]
+    return dataclasses.replace(params, oracle_plan=best, heuristic_plan=jnp.stack([hs, mode, hb]).astype(jnp.int32),
+                               mode_plans=plans)
 
 
 _derive_jit = jax.jit(derive)
@@ -118,8 +121,8 @@ class SecureDisaggScenario(Scenario):
             model=m, rates=rates, remote=remote, wg=f(0.0), gbs=f(self.gbs), prompt_len=f(self.prompt_len),
             gen_len=f(self.gen_len), tenant=f(self.tenant_level()), max_batch=f(1.0), base_batch=f(1.0),
             base_step_s=jnp.ones(self.max_steps, jnp.float32), oracle_plan=jnp.zeros(3, jnp.int32),
-            heuristic_plan=jnp.zeros(3, jnp.int32), bins=self.bins, remote_bins=self.remote_bins,
-            batch_bins=self.batch_bins, max_steps=self.max_steps)
+            heuristic_plan=jnp.zeros(3, jnp.int32), mode_plans=jnp.zeros((N_MODES, 2), jnp.int32), bins=self.bins,
+            remote_bins=self.remote_bins, batch_bins=self.batch_bins, max_steps=self.max_steps)
         params = _derive_jit(params)
         end = float(params.prompt_len + params.gen_len)
         gpu_cap = float(offload.capacities(rates)[0]) * (1 + 1e-6)

@@ -23,6 +23,7 @@ class SecureDisaggParams:
     base_step_s: jax.Array  # f[max_steps]: the baseline's step times
     oracle_plan: jax.Array  # i32[3]: (share bin, mode, block bin) of the best static plan
     heuristic_plan: jax.Array  # i32[3]: the same for TDMem's heuristic (`cheapest_secure_mode` and `plan`)
+    mode_plans: jax.Array  # i32[7, 2]: `plan` (share bin, block bin) for each remote mode
     bins: int = 11
     remote_bins: int = 11
     batch_bins: int = 8

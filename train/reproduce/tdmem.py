@@ -54,7 +54,7 @@ def _tdmem_scenario(p):
     vmapped over scenarios by `tdmem_scenarios`)."""
     n = len(disagg.MODES)
     modes = jnp.arange(n, dtype=jnp.int32)
-    si, bb = jax.vmap(lambda md: sd.plan(p, md))(modes)
+    si, bb = p.mode_plans[:, 0], p.mode_plans[:, 1]  # `sd.plan` per mode, precomputed by `derive`
     heur = ps.cheapest_secure_mode(p)
     rep = lambda x: jnp.full(n, x, jnp.int32)  # noqa: E731
     md_all = jnp.concatenate([modes, modes, modes, heur[None]])
