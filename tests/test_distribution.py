@@ -49,7 +49,7 @@ def test_each_reset_draws_a_scenario_and_steps_match_the_plain_env(built):
     dist, env, table = built
     draws = D.draws_of(dist)
     keys = jax.random.split(jax.random.PRNGKey(0), 32)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, table)
+    obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, table)
     batches = np.asarray(state.params.batch)
     assert len(set(batches.tolist())) > 3  # a seed changes the scenario
     # the Randomized step is the plain env's step on the drawn row
@@ -205,7 +205,7 @@ def test_generalist_trains_on_a_distribution_and_benchmark_scores_its_runs(tmp_p
     keys = jax.random.split(jax.random.PRNGKey(1), 16)
     for sample in (False, True):
         (_, pol), = [v for k, v in load_learned([run], sample).items() if k.endswith("seed0")]
-        acts = np.asarray(jax.vmap(lambda k: pol(k, obs, state, params))(keys))
+        acts = np.asarray(jax.jit(jax.vmap(pol, in_axes=(0, None, None, None)))(keys, obs, state, params))
         assert (len(np.unique(acts, axis=0)) > 1) == sample
     sampled = {**s, "greedy": False}
     assert "sample their actions" in benchmark.format_benchmark(sampled)

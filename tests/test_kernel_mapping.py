@@ -97,7 +97,7 @@ def test_migration_is_zero_when_the_mapping_does_not_change():
 def test_jit_vmap_step_equals_python_loop():
     params = small_params(workload="dynamic")
     keys = jax.random.split(jax.random.PRNGKey(7), 4)
-    obs, states = jax.vmap(ENV.reset, in_axes=(0, None))(keys, params)
+    obs, states = jax.jit(jax.vmap(ENV.reset, in_axes=(0, None)))(keys, params)
     actions = jnp.array([[7, 7, 7], [0, 0, 0], [3, 5, 1], [7, 0, 4]], jnp.int32)
     vm = jax.jit(jax.vmap(ENV.step, in_axes=(0, 0, 0, None)))(keys, states, actions, params)
     step = jax.jit(ENV.step)
@@ -204,13 +204,13 @@ def test_transfer_features_are_shares_and_the_hint_is_h2m2s_action():
     equal to what the h2m2 policy plays at that state."""
     params = with_hbm(small_params(), 48)
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
-    obs, state = jax.vmap(ENV.reset, in_axes=(0, None))(keys, params)
+    obs, state = jax.jit(jax.vmap(ENV.reset, in_axes=(0, None)))(keys, params)
     names = ENV.feature_names(params)
     assert len(names) == obs.features.shape[-1] == 29
     f = dict(zip(names, np.asarray(obs.features).T))
     for k in ("balanced_attention", "balanced_qkv", "balanced_fc", "max_share_attention", "max_share_fc"):
         assert ((f[k] >= 0) & (f[k] <= 1)).all(), k
-    actions = jax.vmap(km.h2m2, in_axes=(0, 0, 0, None))(keys, obs, state, params)
+    actions = jax.jit(jax.vmap(km.h2m2, in_axes=(0, 0, 0, None)))(keys, obs, state, params)
     hint = np.stack([f["h2m2_attention"], f["h2m2_qkv"], f["h2m2_fc"]], axis=1)
     np.testing.assert_allclose(hint, np.asarray(actions) / (params.bins - 1), atol=1e-6)
     assert f["max_share_fc"].max() < 1.0  # 48 GB cannot hold the FC weights: the mask says so

@@ -31,18 +31,11 @@ def small_params(**kw):
 
 
 def scenarios(remote_gb=(16.0, 64.0, 512.0), tenants=(0, 2, 4)):
-    """A batch of systems (remote capacity × tenant) with the same static shape, re-derived under vmap."""
-    base = small_params()
+    """A batch of systems (remote capacity × tenant) with the same static shape: each built through the one
+    compiled `derive`, then stacked."""
     rows = [(r, t) for r in remote_gb for t in tenants]
-    stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x] * len(rows)), base)
-    stacked = dataclasses.replace(
-        stacked, tenant=jnp.asarray([t for _, t in rows], jnp.float32),
-        remote=dataclasses.replace(stacked.remote, capacity_bytes=jnp.asarray([r * 1e9 for r, _ in rows],
-                                                                              jnp.float32)))
-    return _derive_all(stacked), rows
-
-
-_derive_all = jax.jit(jax.vmap(sd.derive))
+    built = [small_params(remote_memory_gb=r, tenant=t) for r, t in rows]
+    return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *built), rows
 
 
 NAMES = tuple(ps.POLICIES)
@@ -91,7 +84,7 @@ def test_random_actions_fit_respect_tenants_and_vmap_equals_loop(batch):
     assert float(met["remote_used_frac"].max()) > 0.1  # systems do spill: host memory alone is not enough
     assert np.all(np.asarray(met["security_level"]) >= tenants[:, None])
     # the reset mask hides every mode below the requirement
-    obs, _ = jax.vmap(ENV.reset, in_axes=(None, 0))(jax.random.PRNGKey(0), params)
+    obs, _ = jax.jit(jax.vmap(ENV.reset, in_axes=(None, 0)))(jax.random.PRNGKey(0), params)
     mode_mask = np.asarray(split_mask(obs.action_mask, ENV.action_nvec(params))[2])
     assert np.all(mode_mask <= (np.asarray(disagg.LEVELS)[None, :] >= tenants[:, None]))
     # determinism, and the vmapped rollout equals one system at a time
@@ -145,13 +138,13 @@ def test_planned_policies_baseline_heuristic_and_oracle(batch):
 
 def test_projection_moves_block_and_mode_to_what_fits():
     params = small_params(remote_memory_gb=16.0, tenant="oblivious")
-    obs, state = ENV.reset(jax.random.PRNGKey(0), params)
+    obs, state = jax.jit(ENV.reset)(jax.random.PRNGKey(0), params)
     big = jnp.asarray([0, 0, disagg.PLAIN, params.batch_bins - 1], jnp.int32)
-    act, projected = ENV.project(big, state, params)
+    act, projected = jax.jit(ENV.project)(big, state, params)
     assert bool(projected) and int(act[2]) == disagg.ORAM  # the only mode an oblivious tenant may use
     assert bool(sd.step_bounds(params, act[2], sd.batch_of(params, act[3]), state.tokens, True,
                                act[0] / (params.bins - 1))[0])
-    _, state2, _, _, _, info = ENV.step(jax.random.PRNGKey(1), state, big, params)
+    _, state2, _, _, _, info = jax.jit(ENV.step)(jax.random.PRNGKey(1), state, big, params)
     assert float(info["metrics"]["security_level"]) == 4.0 and float(state2.batch) == float(sd.batch_of(params,
                                                                                                      act[3]))
 

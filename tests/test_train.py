@@ -229,7 +229,7 @@ def test_ppo_jax_trains_logs_checkpoints_and_resumes(tmp_path):
 
     env, params = make(exp.env, **exp.env_params)
     keys = jax.random.split(jax.random.PRNGKey(0), 6)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, params)
     obs = obs._replace(action_mask=obs.action_mask.at[:, 0:3].set(False))  # only bin 3 left for attention
     actions = jax.jit(jax.vmap(load_jax_policy(run), in_axes=(0, 0, 0, None)))(keys, obs, state, params)
     assert actions.shape == (6, 3) and bool((actions[:, 0] == 3).all())
@@ -281,8 +281,8 @@ def test_an_ordinal_run_loads_with_its_head_and_its_summary_keeps_the_last_episo
     assert arrays["net/actor/2/w"].shape[-1] == 2 * 3
     env, params = make(exp.env, **exp.env_params)
     keys = jax.random.split(jax.random.PRNGKey(0), 8)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
-    actions = jax.vmap(load_jax_policy(run), in_axes=(0, 0, 0, None))(keys, obs, state, params)
+    obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, params)
+    actions = jax.jit(jax.vmap(load_jax_policy(run), in_axes=(0, 0, 0, None)))(keys, obs, state, params)
     net = {k[4:]: jnp.asarray(v[0]) for k, v in arrays.items() if k.startswith("net/")}
     logits = ordinal_logits(mlp(net, "actor", ObsNorm.identity(obs.features.shape[-1]).apply(obs.features)), (4,) * 3)
     p = jax.nn.softmax(jnp.where(obs.action_mask, logits, -1e9).reshape(8, 3, 4), axis=-1)
