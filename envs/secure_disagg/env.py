@@ -52,7 +52,9 @@ Heuristic   `memgym.policies.secure_disagg.tdmem`: the cheapest secure mode the 
             balance share and the largest block that fits at it, new entries local first, spilled remotely
             only as far as the run's end needs.
 Choice      `oracle_plan` (the best static plan over share × mode × block, local-first spill) is precomputed
-            per scenario with the baseline, so the oracle policy is a lookup.
+            per scenario with the baseline, so the oracle policy is a lookup; so are every mode's static plan
+            (`mode_plans`, the planned policies' lookup) and the first step's feasibility over mode × block ×
+            share bins (`first_tables`: the first step's masks and projection depend on the params alone).
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ from memgym.sim.server import tokens_per_step
 from ..core import OBS_BOUND, Info, JaxEnv, Observation, clip_features
 from .plan import fit_action, rise
 from .scenario import SecureDisaggScenario
-from .system import (LEVELS, N_MODES, advance, allowed, batch_of, current_batch_bin, host_used, initial_state,
-                     min_form, remote_used, rho_ok, roomiest_mode, share_ok, step_bounds, step_time)
+from .system import (LEVELS, N_MODES, advance, allowed, current_batch_bin, host_used, initial_state, min_form,
+                     remote_used, rho_mask, roomiest_mode, share_ok, step_bounds, step_time)
 from .types import SecureDisaggParams, SecureDisaggState
 
 
@@ -102,25 +104,23 @@ class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
     def _mode_mask(self, state, params):
         """bool[7]: at the first step the modes the tenant allows that fit at the smallest block; later the
         episode's mode."""
-        first = state.step == 0
-        b0 = jnp.where(first, batch_of(params, 0), state.batch)
-        mf = min_form(params)
-        md_ok = jax.vmap(lambda md: step_bounds(params, md, b0, state.tokens, first, mf)[0])(jnp.arange(N_MODES))
-        md = jnp.where(first, allowed(params) & md_ok, jnp.arange(N_MODES) == state.mode)
+        md = jnp.where(state.step == 0, allowed(params) & params.first_ok[:, 0], jnp.arange(N_MODES) == state.mode)
         return jnp.where(md.any(), md, allowed(params))
 
     def _masks(self, state, params):
         """Per-dimension feasibility: (share bool[bins], rho bool[remote_bins], mode bool[7], batch
-        bool[batch_bins]), each checked at the loosest values of the other dimensions."""
+        bool[batch_bins]), each checked at the loosest values of the other dimensions: at the first step the
+        roomiest allowed mode and the smallest block (read from the params' `first_tables`), later the
+        episode's mode and block."""
         first = state.step == 0
-        loose = jnp.where(first, roomiest_mode(params), state.mode)
-        b0 = jnp.where(first, batch_of(params, 0), state.batch)
-        mf = min_form(params)
-        sh = share_ok(params, loose, b0, state.tokens, first)
-        rh = rho_ok(params, loose, b0, state.tokens, first, mf)
-        bt = jax.vmap(lambda j: step_bounds(params, loose, batch_of(params, j), state.tokens, first, mf)[0])(
-            jnp.arange(params.batch_bins))
-        bt = jnp.where(first, bt, jnp.arange(params.batch_bins) == current_batch_bin(params, state))
+        roomy, mf = roomiest_mode(params), min_form(params)
+        sh = jnp.where(first, params.first_share_ok[roomy, 0], share_ok(params, state.mode, state.batch, state.tokens,
+                                                                        False))
+        _, lo, hi = step_bounds(params, state.mode, state.batch, state.tokens, False, mf)
+        mf_bin = jnp.round(mf * (params.bins - 1)).astype(jnp.int32)
+        bounds = jnp.where(first, params.first_rho[roomy, 0, mf_bin], jnp.stack([lo, hi]))
+        rh = rho_mask(params, bounds[0], bounds[1])
+        bt = jnp.where(first, params.first_ok[roomy], jnp.arange(params.batch_bins) == current_batch_bin(params, state))
         never_empty = lambda x: x | ~x.any()  # noqa: E731
         return never_empty(sh), never_empty(rh), self._mode_mask(state, params), never_empty(bt)
 

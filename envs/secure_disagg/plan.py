@@ -12,7 +12,7 @@ from memgym.sim import disagg, offload
 from memgym.sim.server import system_placement
 
 from .system import (advance, batch_of, completion_ok, current_batch_bin, host_used, initial_state, min_form,
-                     remote_used, rho_ok, share_ok, step_bounds)
+                     remote_used, rho_mask, share_ok, step_bounds)
 
 
 def rise(ok, i0):
@@ -39,15 +39,16 @@ def _share_bin(ok, i0, params):
 def fit_action(params, state, mode, share_bin, rho_bin, batch_bin):
     """The nearest fitting action in `mode` (at the first step; later the episode's): the block falls to the
     largest fitting bin ≤ `batch_bin` (first step; later the episode's block), the share moves to the nearest
-    fitting bin from `share_bin` (upwards first), then the remote share likewise from `rho_bin`."""
+    fitting bin from `share_bin` (upwards first), then the remote share likewise from `rho_bin`. The first
+    step reads its feasibility from the params' `first_tables`; later steps compute it at the episode's block."""
     first = state.step == 0
-    mf = min_form(params)
-    b_ok = jax.vmap(lambda j: step_bounds(params, mode, batch_of(params, j), state.tokens, first, mf)[0])(
-        jnp.arange(params.batch_bins))
-    bb = jnp.where(first, fall(b_ok, batch_bin), current_batch_bin(params, state))
-    batch = jnp.where(first, batch_of(params, bb), state.batch)
-    si = _share_bin(share_ok(params, mode, batch, state.tokens, first), share_bin, params)
-    ri = rise(rho_ok(params, mode, batch, state.tokens, first, si / (params.bins - 1)), rho_bin)
+    md = jnp.clip(mode, 0, params.first_ok.shape[0] - 1)
+    bb = jnp.where(first, fall(params.first_ok[md], batch_bin), current_batch_bin(params, state))
+    s_ok = jnp.where(first, params.first_share_ok[md, bb], share_ok(params, mode, state.batch, state.tokens, False))
+    si = _share_bin(s_ok, share_bin, params)
+    _, lo, hi = step_bounds(params, mode, state.batch, state.tokens, False, si / (params.bins - 1))
+    bounds = jnp.where(first, params.first_rho[md, bb, si], jnp.stack([lo, hi]))
+    ri = rise(rho_mask(params, bounds[0], bounds[1]), rho_bin)
     return jnp.stack([si, ri, mode, bb]).astype(jnp.int32)
 
 

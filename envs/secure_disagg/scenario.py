@@ -13,7 +13,7 @@ from memgym.sim.server import tokens_per_step
 
 from ..scenario import Scenario
 from .plan import cheapest_secure_mode, fits, largest_block, plan, play_plan
-from .system import N_MODES, allowed, min_form, roomiest_mode
+from .system import N_MODES, allowed, first_tables, min_form, roomiest_mode
 from .types import SecureDisaggParams
 
 
@@ -27,6 +27,8 @@ def derive(params: SecureDisaggParams) -> SecureDisaggParams:
     max_batch = jnp.maximum(jnp.floor(largest_block(params, roomy, mf)), 1.0)
     max_batch = jnp.maximum(max_batch, jnp.floor(largest_block(params, disagg.RDMA_SLAB, mf)))
     params = dataclasses.replace(params, max_batch=max_batch)
+    first_ok, first_share_ok, first_rho = first_tables(params)
+    params = dataclasses.replace(params, first_ok=first_ok, first_share_ok=first_share_ok, first_rho=first_rho)
     plans = jax.vmap(lambda md: jnp.stack(plan(params, md)))(jnp.arange(N_MODES, dtype=jnp.int32))
     si, bb = plans[disagg.RDMA_SLAB]
     base, base_out = play_plan(params, jnp.int32(disagg.RDMA_SLAB), si, bb)
@@ -121,7 +123,10 @@ class SecureDisaggScenario(Scenario):
             model=m, rates=rates, remote=remote, wg=f(0.0), gbs=f(self.gbs), prompt_len=f(self.prompt_len),
             gen_len=f(self.gen_len), tenant=f(self.tenant_level()), max_batch=f(1.0), base_batch=f(1.0),
             base_step_s=jnp.ones(self.max_steps, jnp.float32), oracle_plan=jnp.zeros(3, jnp.int32),
-            heuristic_plan=jnp.zeros(3, jnp.int32), mode_plans=jnp.zeros((N_MODES, 2), jnp.int32), bins=self.bins,
+            heuristic_plan=jnp.zeros(3, jnp.int32), mode_plans=jnp.zeros((N_MODES, 2), jnp.int32),
+            first_ok=jnp.zeros((N_MODES, self.batch_bins), bool),
+            first_share_ok=jnp.zeros((N_MODES, self.batch_bins, self.bins), bool),
+            first_rho=jnp.zeros((N_MODES, self.batch_bins, self.bins, 2), jnp.float32), bins=self.bins,
             remote_bins=self.remote_bins, batch_bins=self.batch_bins, max_steps=self.max_steps)
         params = _derive_jit(params)
         end = float(params.prompt_len + params.gen_len)

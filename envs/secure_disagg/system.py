@@ -131,12 +131,36 @@ def share_ok(params, mode, batch, tokens, first):
     return jax.vmap(lambda a: step_bounds(params, mode, batch, tokens, first, a)[0])(shares(params))
 
 
-def rho_ok(params, mode, batch, tokens, first, share):
-    """bool[remote_bins]: remote-share bins within half a bin of the fitting interval (the env moves the
-    realised share into the interval, so the nearest bin is always unmasked)."""
-    _, lo, hi = step_bounds(params, mode, batch, tokens, first, share)
+def rho_mask(params, lo, hi):
+    """bool[remote_bins]: remote-share bins within half a bin of the fitting interval [lo, hi] (the env moves
+    the realised share into the interval, so the nearest bin is always unmasked)."""
     q, h = remote_shares(params), 0.5 / (params.remote_bins - 1) + 1e-6
     return (q >= lo - h) & (q <= hi + h)
+
+
+def rho_ok(params, mode, batch, tokens, first, share):
+    """bool[remote_bins]: `rho_mask` of the fitting interval of this step's remote shares."""
+    _, lo, hi = step_bounds(params, mode, batch, tokens, first, share)
+    return rho_mask(params, lo, hi)
+
+
+def first_tables(params):
+    """The first step's feasibility, a function of the params alone (the state is the initial one), per mode
+    and block bin: whether the step fits with its entries in the smaller form (bool[7, batch_bins]), each
+    share bin's (bool[7, batch_bins, bins]) and the interval of remote shares that fits at each share bin
+    (f[7, batch_bins, bins, 2]). `derive` stores them, so a step reads the first step's masks and projection
+    instead of recomputing 7 × batch_bins × bins bounds each step."""
+    tokens, mf = jnp.zeros(4, jnp.float32), min_form(params)
+    bin_shares = jnp.arange(params.bins) / (params.bins - 1)  # a chosen bin's share, as `fit_action` forms it
+
+    def at(md, j):
+        b = batch_of(params, j)
+        ok = step_bounds(params, md, b, tokens, True, mf)[0]
+        s_ok = share_ok(params, md, b, tokens, True)
+        _, lo, hi = jax.vmap(lambda a: step_bounds(params, md, b, tokens, True, a))(bin_shares)
+        return ok, s_ok, jnp.stack([lo, hi], -1)
+    per_mode = lambda md: jax.vmap(lambda j: at(md, j))(jnp.arange(params.batch_bins))  # noqa: E731
+    return jax.vmap(per_mode)(jnp.arange(N_MODES, dtype=jnp.int32))
 
 
 def realised_rho(params, mode, batch, tokens, first, share, rho_bin):

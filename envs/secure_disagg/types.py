@@ -24,6 +24,9 @@ class SecureDisaggParams:
     oracle_plan: jax.Array  # i32[3]: (share bin, mode, block bin) of the best static plan
     heuristic_plan: jax.Array  # i32[3]: the same for TDMem's heuristic (`cheapest_secure_mode` and `plan`)
     mode_plans: jax.Array  # i32[7, 2]: `plan` (share bin, block bin) for each remote mode
+    first_ok: jax.Array  # bool[7, batch_bins]: the first step fits at (mode, block bin) (`system.first_tables`)
+    first_share_ok: jax.Array  # bool[7, batch_bins, bins]: ... and at each share bin
+    first_rho: jax.Array  # f[7, batch_bins, bins, 2]: the fitting interval of remote shares there
     bins: int = 11
     remote_bins: int = 11
     batch_bins: int = 8
