@@ -137,7 +137,29 @@ class JaxEnv(Generic[P, S]):
         `step`'s select is as cheap)."""
         return self._step(key, state, action, params, lazy_reset=True)
 
-    def _step(self, key, state, action, params, lazy_reset):
+    def step_many(self, key: jax.Array, state: S, action: jax.Array, params: P
+                  ) -> tuple[Observation, S, jax.Array, jax.Array, jax.Array, Info]:
+        """`vmap(step)` over a leading axis of keys, states and actions, with `params` shared: the same values
+        (to float rounding: XLA may fuse the two programs differently), the autoreset's `reset_env` only when an
+        episode ended somewhere in the batch (`lax.cond` on any of them), so a batch of episodes that end
+        together pays for it once per episode, not every step. The gymnasium `VectorEnv` steps with it. Under
+        an outer vmap (over seeds, say) the cond runs both branches again, as `step`'s select does."""
+        parts = jax.vmap(self._step_no_reset, in_axes=(0, 0, 0, None))(key, state, action, params)
+        key_reset, obs_st, state_st, reward, terminated, truncated, info = parts
+        done = terminated | truncated
+        strong = lambda x: jnp.asarray(x, jnp.result_type(x))  # noqa: E731  (both branches: one exact type)
+
+        def with_reset():
+            fresh = jax.vmap(self.reset_env, in_axes=(0, None))(key_reset, params)
+            pick = lambda a, b: strong(jnp.where(done.reshape(done.shape + (1,) * (b.ndim - 1)), a, b))  # noqa
+            return jax.tree_util.tree_map(pick, fresh, (obs_st, state_st))
+        obs, state = jax.lax.cond(done.any(), with_reset,
+                                  lambda: jax.tree_util.tree_map(strong, (obs_st, state_st)))
+        return obs, state, reward, terminated, truncated, _autoreset_info(info, obs_st, terminated, truncated)
+
+    def _step_no_reset(self, key, state, action, params):
+        """The checked step before the autoreset: (reset key, obs, state, guarded reward, terminated,
+        truncated, info with `nonfinite`)."""
         nvec = tuple(self.action_nvec(params))
         if jnp.shape(action) != (len(nvec),):
             raise ValueError(f"{self.id}: an action is int32[{len(nvec)}], one entry per dimension of "
@@ -147,6 +169,11 @@ class JaxEnv(Generic[P, S]):
         action = jnp.asarray(action, jnp.int32)
         obs_st, state_st, reward, terminated, truncated, info = self.step_env(key_step, state, action, params)
         reward, nonfinite = guard_reward(reward)
+        return key_reset, obs_st, state_st, reward, terminated, truncated, dict(info, nonfinite=nonfinite)
+
+    def _step(self, key, state, action, params, lazy_reset):
+        key_reset, obs_st, state_st, reward, terminated, truncated, info = self._step_no_reset(key, state, action,
+                                                                                               params)
         done = terminated | truncated
         if lazy_reset:
             like = lambda r, s: jnp.asarray(r, s.dtype)  # noqa: E731  (the branches' types must agree)
@@ -158,8 +185,7 @@ class JaxEnv(Generic[P, S]):
             pick = lambda a, b: jax.lax.select(done, a, b)  # noqa: E731
             state = jax.tree_util.tree_map(pick, state_re, state_st)
             obs = jax.tree_util.tree_map(pick, obs_re, obs_st)
-        info = dict(info, final_observation=obs_st, terminated=terminated, truncated=truncated, nonfinite=nonfinite)
-        return obs, state, reward, terminated, truncated, info
+        return obs, state, reward, terminated, truncated, _autoreset_info(info, obs_st, terminated, truncated)
 
     @property
     def name(self) -> str:
@@ -172,6 +198,10 @@ class JaxEnv(Generic[P, S]):
 
     def __repr__(self):
         return f"{type(self).__name__}(id={self.id!r})"
+
+
+def _autoreset_info(info, final_observation, terminated, truncated):
+    return dict(info, final_observation=final_observation, terminated=terminated, truncated=truncated)
 
 
 def rollout(env: JaxEnv, policy: Policy, params, key, n_steps: int):

@@ -151,17 +151,17 @@ def _scenario(env_id: str, frozen: tuple) -> Built:
         scalars = jnp.stack([jnp.asarray(x, jnp.float32) for x in scalars])
         return jnp.concatenate([_pack_obs(obs), _pack_obs(info["final_observation"]), scalars])
 
-    def step(key, state, action):
-        key, k = jax.random.split(key)
-        obs, state, reward, terminated, truncated, info = env.step(k, state, action, params)
-        return key, state, row(obs, reward, terminated, truncated, info)
+    def step(keys, states, actions):  # vmap(step)'s values; the autoreset's reset only when an episode ended
+        keys, ks = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+        obs, states, reward, terminated, truncated, info = env.step_many(ks, states, actions, params)
+        return keys, states, jax.vmap(row)(obs, reward, terminated, truncated, info)
 
     def step_single(key, state, action):  # the same values; the autoreset's reset only where an episode ends
         key, k = jax.random.split(key)
         obs, state, reward, terminated, truncated, info = env.step_single(k, state, action, params)
         return key, state, row(obs, reward, terminated, truncated, info)
 
-    return Built(env, params, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step)), reset, step_single, {})
+    return Built(env, params, jax.jit(jax.vmap(reset)), jax.jit(step), reset, step_single, {})
 
 
 def check_actions(actions, space, nvec: np.ndarray, batch_shape: tuple) -> np.ndarray:

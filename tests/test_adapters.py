@@ -247,6 +247,30 @@ def same(x, y, where):
         close(x, y) if x.dtype.kind == "f" else np.testing.assert_array_equal(x, y, err_msg=where)
 
 
+def test_step_many_is_the_vmapped_step_with_a_lazy_reset():
+    """`step_many` (the VectorEnv's step) gives `vmap(step)`'s values, dtypes and autoreset, through steps where
+    no episode, some or all end; its reset sits under a cond."""
+    env = Countdown()
+    params = env.default_params()
+    keys = jax.random.split(jax.random.PRNGKey(0), 6)
+    _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    many, vmapped = jax.jit(env.step_many), jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    action = jnp.ones((6, 2), jnp.int32)
+    ends = []
+    for t in range(8):
+        keys = jax.vmap(lambda k: jax.random.split(k)[0])(keys)
+        x, y = jax.device_get(many(keys, state, action, params)), jax.device_get(vmapped(keys, state, action, params))
+        assert jax.tree_util.tree_structure(x) == jax.tree_util.tree_structure(y)
+        for u, v in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)):
+            assert np.asarray(u).dtype == np.asarray(v).dtype
+            np.testing.assert_array_equal(u, v, err_msg=f"step {t}")
+        state = many(keys, state, action, params)[1]
+        ends.append(x[3] | x[4])
+    ends = np.stack(ends)
+    assert (~ends.any(1)).any() and (ends.any(1) & ~ends.all(1)).any()  # steps with no end and with some
+    assert "cond" in str(jax.make_jaxpr(env.step_many)(keys, state, action, params))
+
+
 @pytest.mark.parametrize("toy", [False, True])
 def test_vector_env_matches_sync_vector_env(toy, request, actions):
     """Outputs and infos laid out exactly as gymnasium's SAME_STEP SyncVectorEnv over MemgymEnv lays them out
