@@ -79,8 +79,8 @@ def main(argv=None):
           f"{'first - run':>13}")
     for b, c, r in derive_rows:
         print(f"{'':28}{b:>8}{r:>14.3f}{r / b * 1e3:>13.3f}{c:>11.2f}{c - r:>13.2f}")
-    print(f"tdmem heuristic decision: {one * 1e6:.0f} us per call at the first step (plan: balance share, largest "
-          f"block by bisection), {later * 1e6:.0f} us at a later step (jitted, batch 1); {many / nb * 1e6:.2f} us "
+    print(f"tdmem heuristic decision: {one * 1e6:.0f} us per call at the first step (its plan is derive's, a "
+          f"lookup; the call fits the action), {later * 1e6:.0f} us at a later step (jitted, batch 1); {many / nb * 1e6:.2f} us "
           f"per decision vmapped over {nb}; compile {d_compile:.2f} s")
 
 
