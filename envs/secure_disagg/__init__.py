@@ -11,7 +11,7 @@ from .scenario import SecureDisaggScenario, derive
 from .system import (LEVELS, N_MODES, advance, allowed, batch_of, completion_bounds, completion_ok,
                      current_batch_bin, first_tables, host_used, initial_state, min_form, realised_rho,
                      remote_shares, remote_used, rho_mask, rho_ok, roomiest_mode, share_ok, shares, split,
-                     step_bounds, step_time)
+                     step_bounds, step_rho_ok, step_share_ok, step_time)
 from .types import SecureDisaggParams, SecureDisaggState
 
 __all__ = ["DESCRIPTOR", "LEVELS", "N_MODES", "SecureDisagg", "SecureDisaggParams", "SecureDisaggScenario",
@@ -19,7 +19,8 @@ __all__ = ["DESCRIPTOR", "LEVELS", "N_MODES", "SecureDisagg", "SecureDisaggParam
            "completion_bounds", "completion_ok", "current_batch_bin", "derive", "fall", "first_tables", "fit_action",
            "fits", "gpu_used", "host_used", "initial_state", "largest_block", "min_form", "plan", "plan_action",
            "play_plan", "realised_rho", "remote_shares", "remote_used", "rho_mask", "rho_ok", "rise", "roomiest_mode",
-           "share_ok", "shares", "split", "step_bounds", "step_time", "system_placement", "tokens_per_step"]
+           "share_ok", "shares", "split", "step_bounds", "step_rho_ok", "step_share_ok", "step_time",
+           "system_placement", "tokens_per_step"]
 
 DESCRIPTOR = EnvDescriptor(
     id="SecureDisagg-v0", env="memgym.envs.secure_disagg:SecureDisagg",

@@ -71,7 +71,7 @@ from ..core import OBS_BOUND, Info, JaxEnv, Observation, clip_features
 from .plan import fit_action, rise
 from .scenario import SecureDisaggScenario
 from .system import (LEVELS, N_MODES, advance, allowed, current_batch_bin, host_used, initial_state, min_form,
-                     remote_used, rho_mask, roomiest_mode, share_ok, step_bounds, step_time)
+                     remote_used, roomiest_mode, step_rho_ok, step_share_ok, step_time)
 from .types import SecureDisaggParams, SecureDisaggState
 
 
@@ -112,15 +112,11 @@ class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
         bool[batch_bins]), each checked at the loosest values of the other dimensions: at the first step the
         roomiest allowed mode and the smallest block (read from the params' `first_tables`), later the
         episode's mode and block."""
-        first = state.step == 0
-        roomy, mf = roomiest_mode(params), min_form(params)
-        sh = jnp.where(first, params.first_share_ok[roomy, 0], share_ok(params, state.mode, state.batch, state.tokens,
-                                                                        False))
-        _, lo, hi = step_bounds(params, state.mode, state.batch, state.tokens, False, mf)
-        mf_bin = jnp.round(mf * (params.bins - 1)).astype(jnp.int32)
-        bounds = jnp.where(first, params.first_rho[roomy, 0, mf_bin], jnp.stack([lo, hi]))
-        rh = rho_mask(params, bounds[0], bounds[1])
-        bt = jnp.where(first, params.first_ok[roomy], jnp.arange(params.batch_bins) == current_batch_bin(params, state))
+        roomy = roomiest_mode(params)
+        sh = step_share_ok(params, state, roomy, 0)
+        rh = step_rho_ok(params, state, roomy, 0, jnp.round(min_form(params) * (params.bins - 1)).astype(jnp.int32))
+        bt = jnp.where(state.step == 0, params.first_ok[roomy],
+                       jnp.arange(params.batch_bins) == current_batch_bin(params, state))
         never_empty = lambda x: x | ~x.any()  # noqa: E731
         return never_empty(sh), never_empty(rh), self._mode_mask(state, params), never_empty(bt)
 

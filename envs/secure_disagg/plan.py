@@ -11,8 +11,8 @@ import numpy as np
 from memgym.sim import disagg, offload
 from memgym.sim.server import system_placement
 
-from .system import (advance, batch_of, completion_ok, current_batch_bin, host_used, initial_state, min_form,
-                     remote_used, rho_mask, share_ok, step_bounds)
+from .system import (advance, completion_ok, current_batch_bin, host_used, initial_state, min_form,
+                     remote_used, step_rho_ok, step_share_ok)
 
 
 def rise(ok, i0):
@@ -40,15 +40,13 @@ def fit_action(params, state, mode, share_bin, rho_bin, batch_bin):
     """The nearest fitting action in `mode` (at the first step; later the episode's): the block falls to the
     largest fitting bin ≤ `batch_bin` (first step; later the episode's block), the share moves to the nearest
     fitting bin from `share_bin` (upwards first), then the remote share likewise from `rho_bin`. The first
-    step reads its feasibility from the params' `first_tables`; later steps compute it at the episode's block."""
+    step reads its feasibility from the params' `first_tables`; later steps compute it at the episode's mode
+    and block (`step_share_ok`, `step_rho_ok`)."""
     first = state.step == 0
     md = jnp.clip(mode, 0, params.first_ok.shape[0] - 1)
     bb = jnp.where(first, fall(params.first_ok[md], batch_bin), current_batch_bin(params, state))
-    s_ok = jnp.where(first, params.first_share_ok[md, bb], share_ok(params, mode, state.batch, state.tokens, False))
-    si = _share_bin(s_ok, share_bin, params)
-    _, lo, hi = step_bounds(params, mode, state.batch, state.tokens, False, si / (params.bins - 1))
-    bounds = jnp.where(first, params.first_rho[md, bb, si], jnp.stack([lo, hi]))
-    ri = rise(rho_mask(params, bounds[0], bounds[1]), rho_bin)
+    si = _share_bin(step_share_ok(params, state, md, bb), share_bin, params)
+    ri = rise(step_rho_ok(params, state, md, bb, si), rho_bin)
     return jnp.stack([si, ri, mode, bb]).astype(jnp.int32)
 
 

@@ -163,6 +163,21 @@ def first_tables(params):
     return jax.vmap(per_mode)(jnp.arange(N_MODES, dtype=jnp.int32))
 
 
+def step_share_ok(params, state, md, bb):
+    """bool[bins]: the share bins whose entries fit this step: at the first step read from the params'
+    `first_tables` at mode `md` and block bin `bb`; later computed at the episode's mode and block."""
+    return jnp.where(state.step == 0, params.first_share_ok[md, bb],
+                     share_ok(params, state.mode, state.batch, state.tokens, False))
+
+
+def step_rho_ok(params, state, md, bb, si):
+    """bool[remote_bins]: `rho_mask` of this step's fitting remote shares at share bin `si`, read or computed
+    as in `step_share_ok`."""
+    _, lo, hi = step_bounds(params, state.mode, state.batch, state.tokens, False, si / (params.bins - 1))
+    bounds = jnp.where(state.step == 0, params.first_rho[md, bb, si], jnp.stack([lo, hi]))
+    return rho_mask(params, bounds[0], bounds[1])
+
+
 def realised_rho(params, mode, batch, tokens, first, share, rho_bin):
     """The remote share a bin asks for, moved into the fitting interval."""
     _, lo, hi = step_bounds(params, mode, batch, tokens, first, share)
