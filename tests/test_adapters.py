@@ -259,12 +259,13 @@ def test_step_many_is_the_vmapped_step_with_a_lazy_reset():
     ends = []
     for t in range(8):
         keys = jax.vmap(lambda k: jax.random.split(k)[0])(keys)
-        x, y = jax.device_get(many(keys, state, action, params)), jax.device_get(vmapped(keys, state, action, params))
+        out = many(keys, state, action, params)
+        x, y = jax.device_get(out), jax.device_get(vmapped(keys, state, action, params))
         assert jax.tree_util.tree_structure(x) == jax.tree_util.tree_structure(y)
         for u, v in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)):
             assert np.asarray(u).dtype == np.asarray(v).dtype
             np.testing.assert_array_equal(u, v, err_msg=f"step {t}")
-        state = many(keys, state, action, params)[1]
+        state = out[1]
         ends.append(x[3] | x[4])
     ends = np.stack(ends)
     assert (~ends.any(1)).any() and (ends.any(1) & ~ends.all(1)).any()  # steps with no end and with some
