@@ -9,7 +9,7 @@ Training: RSS (/proc/self/statm) after each chunk of `--train-steps` env steps l
 the checkpoints written as a real run writes them; growth is the last sample over the second (the first
 chunk includes compiling).
 
-    .venv/bin/python bench/bench_memory.py            # ~2 minutes on 2 CPU cores
+    .venv/bin/python bench/bench_memory.py            # ~1 minute on 2 CPU cores
     .venv/bin/python bench/bench_memory.py --json     # one JSON object instead of the table
     .venv/bin/python bench/bench_memory.py --train-steps 4000000 --chunks 40
 """
@@ -25,7 +25,8 @@ import sys
 import tempfile
 import warnings
 
-ENV_IDS = ("KernelMapping-v0", "CacheRatio-v0", "SecureDisagg-v0")
+from bench_reference import ENV_IDS  # this folder: the environments bench_reference measures
+
 MB = 2.0**20
 
 
@@ -57,7 +58,7 @@ def child(name: str, n: int, steps: int) -> dict:
     """In this (fresh) process: RSS before and after one compiled rollout of `name` at n environments."""
     import jax
 
-    import bench_reference as ref  # this folder: the same rollouts bench_reference times
+    import bench_reference as ref  # the same rollouts bench_reference times
 
     if name == "gymnax":
         import gymnax
