@@ -14,7 +14,8 @@ import yaml
 
 from memgym.sim import config, kernels, specs
 
-MODELS = ("gpt3-175b", "opt-30b", "opt-66b", "opt-175b", "chinchilla-70b", "llama2-7b", "llama2-70b")
+MODELS = ("gpt3-175b", "opt-30b", "opt-66b", "opt-175b", "chinchilla-70b", "llama2-7b", "llama2-70b",
+          "yi-34b")
 EXACT = 1e-12
 MM = kernels.MATMUL
 ATTN = [kernels.K["attn_score"], kernels.K["attn_context"]]
