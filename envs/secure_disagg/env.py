@@ -36,10 +36,11 @@ Reward      the step's tokens/s divided by the software-RDMA baseline's tokens/s
             throughput ratio over the baseline.
 Observation f32[21] clipped to [-10, 10], every feature a fraction or a ratio (scale-free across models,
             memories and links): tokens per form and tier / (prompt + gen) (4); last PCIe, GPU and
-            network times / the baseline's step time (3); free host and free remote fractions (2); step /
-            max_steps; block / max_batch; tenant level / 4; (mode + 1) / 7 (0 before the first step); the
-            coming step's PCIe and GPU times at share 0 and 1, all local (4); its network time with every
-            entry remote at share 0 (1), all / the baseline's step time; TDMem's heuristic plan for this
+            network times (3); free host and free remote fractions (2); step / max_steps; block /
+            max_batch; tenant level / 4; (mode + 1) / 7 (0 before the first step); the coming step's PCIe
+            and GPU times at share 0 and 1, all local (4); its network time with every entry remote at share
+            0 (1); every time as log1p(time / the baseline's step time), since Path ORAM's times reach
+            hundreds of baseline steps and a plain ratio would sit at the clip; TDMem's heuristic plan for this
             scenario as a hint a policy may follow or override (share bin / (bins − 1), mode / 6, block bin /
             (batch_bins − 1)) (3).
 Metrics     iteration_time_s, step_time_s, tokens_per_s, baseline_tokens_per_s, pcie_time_s, gpu_time_s,
@@ -169,11 +170,15 @@ class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
         _, pc, gp, nt, _ = jax.vmap(lambda a, q: step_time(params, mode, batch, state.tokens, a, q, first))(*rows)
         host = host_used(params, batch, state.tokens) / offload.capacities(params.rates)[1]
         rem = remote_used(params, batch, state.tokens) / jnp.maximum(disagg.usable_bytes(params.remote, mode), 1.0)
+        # times as log1p(time / baseline step): under Path ORAM they reach hundreds of baseline steps, and a
+        # plain ratio would sit at the clip bound, where "slow" and "ruinous" look the same
+        last = jnp.log1p(jnp.stack([state.last_pcie_s, state.last_gpu_s, state.last_net_s]) / base)
+        coming = jnp.log1p(jnp.stack([pc[0], gp[0], pc[1], gp[1], nt[2]]) / base)
         feats = jnp.concatenate([
             state.tokens / end,
-            jnp.stack([state.last_pcie_s, state.last_gpu_s, state.last_net_s]) / base,
+            last,
             jnp.stack([1.0 - host, 1.0 - rem, state.step / params.max_steps, state.batch / params.max_batch,
-                       params.tenant / 4.0, (state.mode + 1.0) / N_MODES,
-                       pc[0] / base, gp[0] / base, pc[1] / base, gp[1] / base, nt[2] / base]),
+                       params.tenant / 4.0, (state.mode + 1.0) / N_MODES]),
+            coming,
             params.heuristic_plan / jnp.asarray([params.bins - 1.0, N_MODES - 1.0, max(params.batch_bins - 1, 1.0)])])
         return Observation(features=clip_features(feats), action_mask=self.action_mask(state, params))
