@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import memgym
 from memgym.envs import cache_ratio as cr
 from memgym.envs import secure_disagg as sd
-from memgym.envs.core import rollout, split_mask
+from memgym.envs.core import OBS_BOUND, rollout, split_mask
 from memgym.policies import secure_disagg as ps
 from memgym.sim import config, disagg, validate
 
@@ -147,6 +147,22 @@ def test_projection_moves_block_and_mode_to_what_fits():
     _, state2, _, _, _, info = jax.jit(ENV.step)(jax.random.PRNGKey(1), state, big, params)
     assert float(info["metrics"]["security_level"]) == 4.0 and float(state2.batch) == float(sd.batch_of(params,
                                                                                                      act[3]))
+
+
+def test_time_features_tell_slow_from_ruinous():
+    """Path ORAM's steps take hundreds of baseline steps: the time features stay below the clip bound and keep
+    their order there (a plain time / baseline ratio sat at the bound, where 50x and 500x looked the same)."""
+    params = small_params(tenant="oblivious")
+    _, state = jax.jit(ENV.reset)(jax.random.PRNGKey(0), params)
+    names = ENV.feature_names(params)
+    base = params.base_step_s[0]
+    observe = jax.jit(jax.vmap(ENV.observe, in_axes=(0, None)))
+    slow = jnp.asarray([1.0, 50.0, 500.0]) * base
+    states = jax.vmap(lambda t: dataclasses.replace(state, step=jnp.ones_like(state.step), last_net_s=t))(slow)
+    f = np.asarray(observe(states, params).features)
+    net = f[:, names.index("last_net")]
+    assert np.all(np.diff(net) > 0.5) and np.all(net < OBS_BOUND)
+    assert np.all(np.abs(f) < OBS_BOUND)
 
 
 def test_all_local_step_equals_the_offloading_system():
