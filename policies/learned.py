@@ -293,9 +293,14 @@ def load_jax_policy(run_dir, sample: bool = False, seed_index: int = 0, checkpoi
     nvec = tuple(trained_env.action_nvec(trained_params))  # of the scenario or distribution trained on
     env = env_class(cfg["env"])()
 
+    n_in = net["actor/0/w"].shape[0]
+
     def policy(key, obs, state, params):
         if tuple(env.action_nvec(params)) != nvec:
             raise ValueError(f"policy trained for action bins {nvec}, scenario has {env.action_nvec(params)}")
+        if obs.features.shape[-1] != n_in:
+            raise ValueError(f"{run_dir} was trained on {n_in} observation features; {cfg['env']} observes "
+                             f"{obs.features.shape[-1]} (its observation changed since): train it again")
         logits, _ = forward(net, norm, obs.features, activation, nvec, head)
         if sample:
             return sample_action(key, logits, obs.action_mask, nvec)

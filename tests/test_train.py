@@ -291,6 +291,10 @@ def test_an_ordinal_run_loads_with_its_head_and_its_summary_keeps_the_last_episo
     assert bool(feasible.all())
     full = obs.action_mask.reshape(8, 3, 4).all(-1)  # where every bin is allowed: the nearest bin to the mean
     assert bool(((actions == jnp.rint(mean)) | ~full).all())
+    # a run from before an observation change is refused with a clear message, not a shape error
+    short = obs._replace(features=obs.features[:, :-1])
+    with pytest.raises(ValueError, match=r"trained on \d+ observation features; .* observes \d+"):
+        jax.vmap(load_jax_policy(run), in_axes=(0, 0, 0, None))(keys, short, state, params)
 
 
 def test_ppo_jax_resume_mismatch_is_refused(tmp_path):

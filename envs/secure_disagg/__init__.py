@@ -9,7 +9,7 @@ from .plan import (balance_share, cheapest_secure_mode, fall, fit_action, fits, 
                    play_plan, rise)
 from .scenario import SecureDisaggScenario, derive
 from .system import (LEVELS, N_MODES, advance, allowed, batch_of, completion_bounds, completion_ok,
-                     current_batch_bin, first_tables, host_used, initial_state, min_form, realised_rho,
+                     current_batch_bin, first_tables, host_used, initial_state, local_blocks, min_form, realised_rho,
                      remote_shares, remote_used, rho_mask, rho_ok, roomiest_mode, share_ok, shares, split,
                      step_bounds, step_rho_ok, step_share_ok, step_time)
 from .types import SecureDisaggParams, SecureDisaggState
@@ -17,9 +17,9 @@ from .types import SecureDisaggParams, SecureDisaggState
 __all__ = ["DESCRIPTOR", "LEVELS", "N_MODES", "SecureDisagg", "SecureDisaggParams", "SecureDisaggScenario",
            "SecureDisaggState", "advance", "allowed", "balance_share", "batch_of", "cheapest_secure_mode",
            "completion_bounds", "completion_ok", "current_batch_bin", "derive", "fall", "first_tables", "fit_action",
-           "fits", "gpu_used", "host_used", "initial_state", "largest_block", "min_form", "plan", "plan_action",
-           "play_plan", "realised_rho", "remote_shares", "remote_used", "rho_mask", "rho_ok", "rise", "roomiest_mode",
-           "share_ok", "shares", "split", "step_bounds", "step_rho_ok", "step_share_ok", "step_time",
+           "fits", "gpu_used", "host_used", "initial_state", "largest_block", "local_blocks", "min_form", "plan",
+           "plan_action", "play_plan", "realised_rho", "remote_shares", "remote_used", "rho_mask", "rho_ok", "rise",
+           "roomiest_mode", "share_ok", "shares", "split", "step_bounds", "step_rho_ok", "step_share_ok", "step_time",
            "system_placement", "tokens_per_step"]
 
 DESCRIPTOR = EnvDescriptor(

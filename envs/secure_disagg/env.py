@@ -34,7 +34,7 @@ Reward      the step's tokens/s divided by the software-RDMA baseline's tokens/s
             serving policy, local-first spill with HybridServe's balance share, on 1 GB RDMA slabs: policy
             `rdma_slabs`, precomputed per scenario in `base_step_s`), so the episode's mean reward is ≈ the
             throughput ratio over the baseline.
-Observation f32[21] clipped to [-10, 10], every feature a fraction or a ratio (scale-free across models,
+Observation f32[22] clipped to [-10, 10], every feature a fraction or a ratio (scale-free across models,
             memories and links): tokens per form and tier / (prompt + gen) (4); last PCIe, GPU and
             network times (3); free host and free remote fractions (2); step / max_steps; block /
             max_batch; tenant level / 4; (mode + 1) / 7 (0 before the first step); the coming step's PCIe
@@ -42,7 +42,9 @@ Observation f32[21] clipped to [-10, 10], every feature a fraction or a ratio (s
             0 (1); every time as log1p(time / the baseline's step time), since Path ORAM's times reach
             hundreds of baseline steps and a plain ratio would sit at the clip; TDMem's heuristic plan for this
             scenario as a hint a policy may follow or override (share bin / (bins − 1), mode / 6, block bin /
-            (batch_bins − 1)) (3).
+            (batch_bins − 1)) (3); the fraction of block bins whose whole run fits host memory alone in the
+            smaller cache form (1): a larger block spills to remote memory before the run ends, which under
+            Path ORAM costs far more than the smaller block.
 Metrics     iteration_time_s, step_time_s, tokens_per_s, baseline_tokens_per_s, pcie_time_s, gpu_time_s,
             net_time_s, net_bytes, host_used_frac, remote_used_frac, activation_share, remote_share, mode,
             security_level, batch, projected.
@@ -71,8 +73,8 @@ from memgym.sim.server import tokens_per_step
 from ..core import OBS_BOUND, Info, JaxEnv, Observation, clip_features
 from .plan import fit_action, rise
 from .scenario import SecureDisaggScenario
-from .system import (LEVELS, N_MODES, advance, allowed, current_batch_bin, host_used, initial_state, min_form,
-                     remote_used, roomiest_mode, step_rho_ok, step_share_ok, step_time)
+from .system import (LEVELS, N_MODES, advance, allowed, current_batch_bin, host_used, initial_state, local_blocks,
+                     min_form, remote_used, roomiest_mode, step_rho_ok, step_share_ok, step_time)
 from .types import SecureDisaggParams, SecureDisaggState
 
 
@@ -95,7 +97,8 @@ class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
     def feature_names(self, params: SecureDisaggParams) -> tuple[str, ...]:
         return ("kv_local", "act_local", "kv_remote", "act_remote", "last_pcie", "last_gpu", "last_net",
                 "host_free", "remote_free", "step_frac", "batch_frac", "tenant", "mode", "pcie_at_kv", "gpu_at_kv",
-                "pcie_at_act", "gpu_at_act", "net_all_remote", "hint_share", "hint_mode", "hint_block")
+                "pcie_at_act", "gpu_at_act", "net_all_remote", "hint_share", "hint_mode", "hint_block",
+                "local_blocks")
 
     # -- dynamics -------------------------------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params: SecureDisaggParams) -> tuple[Observation, SecureDisaggState]:
@@ -180,5 +183,6 @@ class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
             jnp.stack([1.0 - host, 1.0 - rem, state.step / params.max_steps, state.batch / params.max_batch,
                        params.tenant / 4.0, (state.mode + 1.0) / N_MODES]),
             coming,
-            params.heuristic_plan / jnp.asarray([params.bins - 1.0, N_MODES - 1.0, max(params.batch_bins - 1, 1.0)])])
+            params.heuristic_plan / jnp.asarray([params.bins - 1.0, N_MODES - 1.0, max(params.batch_bins - 1, 1.0)]),
+            local_blocks(params)[None]])
         return Observation(features=clip_features(feats), action_mask=self.action_mask(state, params))

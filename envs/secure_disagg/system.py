@@ -67,6 +67,18 @@ def completion_ok(params, mode, batch, fixed, free_kv, free_act):
     return u_lo <= u_hi + 1e-6
 
 
+def local_blocks(params):
+    """The fraction of block bins whose whole run (prompt + gen entries per sequence) fits host memory alone,
+    every entry in the smaller form: a larger block must spill to remote memory before its run ends."""
+    end = params.prompt_len + params.gen_len
+    s = min_form(params)
+    tokens = jnp.stack([(1.0 - s) * end, s * end, 0.0, 0.0])
+    host_cap = offload.capacities(params.rates)[1] * (1 + 1e-6)
+    blocks = batch_of(params, jnp.arange(params.batch_bins))
+    fits = jax.vmap(lambda b: host_used(params, b, tokens) <= host_cap)(blocks)
+    return fits.sum() / params.batch_bins
+
+
 def _now(params, first):
     """Cache entries written per sequence this step (the prompt's too at the first step)."""
     return jnp.where(first, params.prompt_len, 0.0) + tokens_per_step(params)
