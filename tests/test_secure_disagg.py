@@ -173,10 +173,10 @@ def test_local_blocks_counts_the_blocks_whose_run_never_spills():
     assert 0 < n < params.batch_bins  # the scenario has both kinds of block
     share = int(sd.min_form(params)) * (params.bins - 1)
 
+    @jax.jit  # one compile for both blocks
     def run(block):
-        act = jnp.asarray([share, 0, disagg.ORAM, block], jnp.int32)
-        return jax.jit(lambda p: rollout(ENV, lambda k, o, s, q: act, p, jax.random.PRNGKey(0), SMALL["max_steps"]))(
-            params)[3]
+        act = jnp.stack([share, 0, disagg.ORAM, block]).astype(jnp.int32)
+        return rollout(ENV, lambda k, o, s, q: act, params, jax.random.PRNGKey(0), SMALL["max_steps"])[3]
     fits, spills = run(n - 1), run(n)
     # all-local: remote memory holds next to nothing (4e-5 of it, measured) and the network carries about 10^4
     # times fewer bytes than in the spilling block's run

@@ -72,10 +72,9 @@ def local_blocks(params):
     every entry in the smaller form: a larger block must spill to remote memory before its run ends."""
     end = params.prompt_len + params.gen_len
     s = min_form(params)
-    tokens = jnp.stack([(1.0 - s) * end, s * end, 0.0, 0.0])
-    host_cap = offload.capacities(params.rates)[1] * (1 + 1e-6)
-    blocks = batch_of(params, jnp.arange(params.batch_bins))
-    fits = jax.vmap(lambda b: host_used(params, b, tokens) <= host_cap)(blocks)
+    # completion_bounds' u_hi is 1 exactly where every free entry fits host memory (its remote bound is unused)
+    u_hi = lambda b: completion_bounds(params, 0, b, jnp.zeros(4), (1.0 - s) * end, s * end)[1]  # noqa: E731
+    fits = jax.vmap(u_hi)(batch_of(params, jnp.arange(params.batch_bins))) >= 1.0
     return fits.sum() / params.batch_bins
 
 
