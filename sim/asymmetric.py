@@ -48,12 +48,13 @@ def layer_table(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
                           fused_attention=hw.decode_attention_fused)
 
 
-def side_coefficients(model: ModelSpec, hw: HardwareSpec, batch, context_sum):
+def side_coefficients(model: ModelSpec, hw: HardwareSpec, batch, context_sum, table=None):
     """Per-layer time of each sublayer on each side as an affine function of its share x:
     t(x) = x·variable + [x > 0]·fixed. Exact, because the roofline is homogeneous of degree one in FLOPs and
     bytes (matrix utilisation depends on the rows, not on the share) and launch overheads and latencies are
-    paid once per kernel that runs. Returns (var_hbm, fixed_hbm, var_lpddr, fixed_lpddr), each f[3]."""
-    table = layer_table(model, hw, batch, context_sum)
+    paid once per kernel that runs. Returns (var_hbm, fixed_hbm, var_lpddr, fixed_lpddr), each f[3].
+    `table`: this batch and context's `layer_table`, if the caller already has it."""
+    table = layer_table(model, hw, batch, context_sum) if table is None else table
     onehot = jnp.asarray(_ONEHOT).T  # [3, K]
     out = []
     for site, tier in ((MAIN, HBM), (MEMORY_SIDE, LPDDR)):
@@ -118,6 +119,8 @@ def iteration_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_to
     """One decode iteration of all layers under a mapping. Returns a dict of scalars (seconds, bytes):
     iteration_time_s, compute/barrier time per sublayer, the activation copies, migration."""
     hbm_share = jnp.asarray(hbm_share, jnp.float32)
+    table = layer_table(model, hw, batch, context_sum)
+    coefficients = coefficients or side_coefficients(model, hw, batch, context_sum, table)
     t_hbm, t_lpddr = side_times(model, hw, batch, context_sum, hbm_share, coefficients)
     split = (hbm_share > 0) & (hbm_share < 1)
     act_bytes = batch * model.d_model * model.bytes_per_activation
@@ -128,7 +131,6 @@ def iteration_time(model: ModelSpec, hw: HardwareSpec, batch, context_sum, kv_to
         prev_share = hbm_share
     moved = migration_bytes(model, hw, kv_tokens, hbm_share, prev_share)
     migration_s = safe_div(moved, hw.link_bw_bytes_per_s * hw.eff_memory)
-    table = layer_table(model, hw, batch, context_sum)
     bytes_sub = jnp.asarray(_ONEHOT).T @ table.bytes.sum(axis=1)  # per layer, per sublayer
     return {
         "iteration_time_s": layers_s + migration_s,

@@ -122,10 +122,11 @@ class KernelMapping(JaxEnv[KernelMappingParams, KernelMappingState]):
         return (asymmetric.sublayer_bytes(params.model, params.hw, kv, grid),
                 asymmetric.sublayer_bytes(params.model, params.hw, kv, 1.0 - grid))
 
-    def bin_costs(self, state, params):
+    def bin_costs(self, state, params, tables=None, nbytes=None):
         """(cost f[bins, 3], HBM bytes f[bins, 3], LPDDR bytes f[bins, 3], footprints f[3]): each sublayer's
-        all-layer time at each share bin (the slower side, plus the activation copy of a split), and bytes."""
-        th, tl = self.bin_tables(state, params)
+        all-layer time at each share bin (the slower side, plus the activation copy of a split), and bytes.
+        `tables` and `nbytes`: this state's `bin_tables` and `bin_bytes`, if the caller already has them."""
+        th, tl = self.bin_tables(state, params) if tables is None else tables
         grid = jnp.linspace(0.0, 1.0, params.bins)
         split = (grid > 0) & (grid < 1)
         m = params.model
@@ -133,14 +134,15 @@ class KernelMapping(JaxEnv[KernelMappingParams, KernelMappingState]):
                          / params.hw.link_bw_bytes_per_s, 0.0)
         cost = jnp.maximum(th, tl) + copy[:, None]
         foot = asymmetric.footprints(m, params.hw, self.kv_tokens_next(state, params))
-        hb, lb = self.bin_bytes(state, params)
+        hb, lb = self.bin_bytes(state, params) if nbytes is None else nbytes
         return cost, hb, lb, foot
 
-    def h2m2_mapping(self, state, params):
+    def h2m2_mapping(self, state, params, costs=None):
         """H2M2's runtime algorithm (`memgym.policies.kernel_mapping.h2m2`): sublayers in the order attention →
         qkv → fc each take the split minimising their slower side among those fitting the capacity still
-        free; while the footprint grows, qkv and fc shares never rise. Returns bins i32[3]."""
-        cost, hb, lb, _ = self.bin_costs(state, params)
+        free; while the footprint grows, qkv and fc shares never rise. Returns bins i32[3]. `costs`: this
+        state's `bin_costs`, if the caller already has them."""
+        cost, hb, lb, _ = self.bin_costs(state, params) if costs is None else costs
         rem_h, rem_l = params.hw.tier_capacity_bytes[HBM], params.hw.tier_capacity_bytes[LPDDR]
         prev = jnp.round(state.mapping * (params.bins - 1)).astype(jnp.int32)
         free = (state.step == 0) | (self.kv_tokens_next(state, params) < state.last_kv_tokens)
@@ -156,8 +158,8 @@ class KernelMapping(JaxEnv[KernelMappingParams, KernelMappingState]):
             idx.append(i)
         return jnp.stack(idx).astype(jnp.int32)
 
-    def action_mask(self, state: KernelMappingState, params: KernelMappingParams) -> jax.Array:
-        ok = asymmetric.fits_bytes(params.hw, *self.bin_bytes(state, params))
+    def action_mask(self, state: KernelMappingState, params: KernelMappingParams, nbytes=None) -> jax.Array:
+        ok = asymmetric.fits_bytes(params.hw, *(self.bin_bytes(state, params) if nbytes is None else nbytes))
         ok = ok | ~ok.any(axis=0, keepdims=True)  # never an empty dimension
         return ok.T.reshape(-1)  # [3 * bins], attention bins first
 
@@ -250,9 +252,11 @@ class KernelMapping(JaxEnv[KernelMappingParams, KernelMappingState]):
         share = state.mapping
         cmax = params.context_max
         active = self.active(params)
-        mask = self.action_mask(state, params)
+        # the bin tables and bytes once, shared by the mask, the balanced shares and the H2M2 hint
+        tables, nbytes = self.bin_tables(state, params), self.bin_bytes(state, params)
+        mask = self.action_mask(state, params, nbytes)
         masks = split_mask(mask, self.action_nvec(params))
-        th, tl = self.bin_tables(state, params)
+        th, tl = tables
         balanced = tl[0] / jnp.maximum(th[-1] + tl[0], 1e-30)  # the share that equalises the two sides
         growth = params.batch * params.iterations_per_step * kv_bytes_per_token(m)
         feats = jnp.concatenate([
@@ -269,6 +273,6 @@ class KernelMapping(JaxEnv[KernelMappingParams, KernelMappingState]):
             (growth / cap_h)[None],
             balanced,
             jnp.stack([jnp.max(jnp.where(mk, jnp.arange(params.bins), 0)) for mk in masks]) / (params.bins - 1.0),
-            self.h2m2_mapping(state, params) / (params.bins - 1.0),
+            self.h2m2_mapping(state, params, self.bin_costs(state, params, tables, nbytes)) / (params.bins - 1.0),
         ])
         return Observation(features=clip_features(feats), action_mask=mask)
