@@ -57,7 +57,9 @@ Heuristic   `memgym.policies.secure_disagg.tdmem`: the cheapest secure mode the 
 Choice      `oracle_plan` (the best static plan over share × mode × block, local-first spill) is precomputed
             per scenario with the baseline, so the oracle policy is a lookup; so are every mode's static plan
             (`mode_plans`, the planned policies' lookup) and the first step's feasibility over mode × block ×
-            share bins (`first_tables`: the first step's masks and projection depend on the params alone).
+            share bins (`first_tables`: the first step's masks and projection depend on the params alone),
+            `local_blocks`, and the initial state's observation (`first_obs`: every reset returns it, so the
+            autoreset observes nothing).
 """
 
 from __future__ import annotations
@@ -73,9 +75,9 @@ from memgym.sim.server import tokens_per_step
 from ..core import OBS_BOUND, Info, JaxEnv, Observation, clip_features
 from .plan import fit_action, rise
 from .scenario import SecureDisaggScenario
-from .system import (LEVELS, N_MODES, advance, allowed, current_batch_bin, host_used, initial_state, local_blocks,
+from .system import (LEVELS, N_MODES, advance, allowed, current_batch_bin, host_used, initial_state,
                      min_form, remote_used, roomiest_mode, step_rho_ok, step_share_ok, step_time)
-from .types import SecureDisaggParams, SecureDisaggState
+from .types import FEATURE_NAMES, SecureDisaggParams, SecureDisaggState
 
 
 class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
@@ -95,15 +97,11 @@ class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
         return -OBS_BOUND, OBS_BOUND
 
     def feature_names(self, params: SecureDisaggParams) -> tuple[str, ...]:
-        return ("kv_local", "act_local", "kv_remote", "act_remote", "last_pcie", "last_gpu", "last_net",
-                "host_free", "remote_free", "step_frac", "batch_frac", "tenant", "mode", "pcie_at_kv", "gpu_at_kv",
-                "pcie_at_act", "gpu_at_act", "net_all_remote", "hint_share", "hint_mode", "hint_block",
-                "local_blocks")
+        return FEATURE_NAMES
 
     # -- dynamics -------------------------------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params: SecureDisaggParams) -> tuple[Observation, SecureDisaggState]:
-        state = initial_state()
-        return self.observe(state, params), state
+        return params.first_obs, initial_state()  # `derive` observed the initial state once
 
     def _mode_mask(self, state, params):
         """bool[7]: at the first step the modes the tenant allows that fit at the smallest block; later the
@@ -161,11 +159,13 @@ class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
         }
         terminated = new.step >= params.max_steps
         info = {"metrics": metrics, "projected": projected}
-        return self.observe(new, params), new, tps / base_tps, terminated, jnp.bool_(False), info
+        return self.observe(new, params, first=False), new, tps / base_tps, terminated, jnp.bool_(False), info
 
-    def observe(self, state: SecureDisaggState, params: SecureDisaggParams) -> Observation:
+    def observe(self, state: SecureDisaggState, params: SecureDisaggParams, first=None) -> Observation:
+        """The observation of `state`; `first`: whether it is the initial state (`state.step == 0` if None;
+        `step_env` passes False, so its program leaves out the first step's prefill times)."""
         end = params.prompt_len + params.gen_len
-        first = state.step == 0
+        first = state.step == 0 if first is None else first
         base = params.base_step_s[jnp.clip(state.step, 0, params.max_steps - 1)]
         batch = jnp.where(first, params.base_batch, state.batch)
         mode = jnp.where(first, roomiest_mode(params), state.mode)
@@ -184,5 +184,5 @@ class SecureDisagg(JaxEnv[SecureDisaggParams, SecureDisaggState]):
                        params.tenant / 4.0, (state.mode + 1.0) / N_MODES]),
             coming,
             params.heuristic_plan / jnp.asarray([params.bins - 1.0, N_MODES - 1.0, max(params.batch_bins - 1, 1.0)]),
-            local_blocks(params)[None]])
+            params.local_blocks[None]])
         return Observation(features=clip_features(feats), action_mask=self.action_mask(state, params))

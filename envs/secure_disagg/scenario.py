@@ -11,16 +11,18 @@ import jax.numpy as jnp
 from memgym.sim import config, disagg, offload, server
 from memgym.sim.server import tokens_per_step
 
+from ..core import Observation
 from ..scenario import Scenario
 from .plan import cheapest_secure_mode, fits, largest_block, plan, play_plan
-from .system import N_MODES, allowed, first_tables, min_form, roomiest_mode
-from .types import SecureDisaggParams
+from .system import N_MODES, allowed, first_tables, initial_state, local_blocks, min_form, roomiest_mode
+from .types import FEATURE_NAMES, SecureDisaggParams
 
 
 def derive(params: SecureDisaggParams) -> SecureDisaggParams:
     """wg (the largest weight share the GPU holds beside its working set), max_batch, every mode's static plan
-    (`plan`, which the planned policies look up), the software-RDMA baseline's block and step times, and the best
-    static plan. Jittable (vmap over scenarios, then derive)."""
+    (`plan`, which the planned policies look up), the software-RDMA baseline's block and step times, the best
+    static plan, `local_blocks` and the observation every reset returns (the initial state's, a function of the
+    params: the autoreset reads it instead of observing again). Jittable (vmap over scenarios, then derive)."""
     params = dataclasses.replace(params, wg=server.weights_on_gpu(params))
     mf = min_form(params)
     roomy = roomiest_mode(params)
@@ -49,8 +51,10 @@ def derive(params: SecureDisaggParams) -> SecureDisaggParams:
     best = jnp.stack([flat // (nm * nb), (flat // nb) % nm, flat % nb]).astype(jnp.int32)
     mode = cheapest_secure_mode(params)
     hs, hb = plans[mode]
-    return dataclasses.replace(params, oracle_plan=best, heuristic_plan=jnp.stack([hs, mode, hb]).astype(jnp.int32),
-                               mode_plans=plans)
+    params = dataclasses.replace(params, oracle_plan=best, heuristic_plan=jnp.stack([hs, mode, hb]).astype(jnp.int32),
+                                 mode_plans=plans, local_blocks=local_blocks(params))
+    from .env import SecureDisagg  # here, not at the top: the env module imports this one
+    return dataclasses.replace(params, first_obs=SecureDisagg().observe(initial_state(), params))
 
 
 _derive_jit = jax.jit(derive)
@@ -126,7 +130,10 @@ class SecureDisaggScenario(Scenario):
             heuristic_plan=jnp.zeros(3, jnp.int32), mode_plans=jnp.zeros((N_MODES, 2), jnp.int32),
             first_ok=jnp.zeros((N_MODES, self.batch_bins), bool),
             first_share_ok=jnp.zeros((N_MODES, self.batch_bins, self.bins), bool),
-            first_rho=jnp.zeros((N_MODES, self.batch_bins, self.bins, 2), jnp.float32), bins=self.bins,
+            first_rho=jnp.zeros((N_MODES, self.batch_bins, self.bins, 2), jnp.float32), local_blocks=f(0.0),
+            first_obs=Observation(jnp.zeros(len(FEATURE_NAMES), jnp.float32),
+                                  jnp.zeros(self.bins + self.remote_bins + N_MODES + self.batch_bins, bool)),
+            bins=self.bins,
             remote_bins=self.remote_bins, batch_bins=self.batch_bins, max_steps=self.max_steps)
         params = _derive_jit(params)
         end = float(params.prompt_len + params.gen_len)

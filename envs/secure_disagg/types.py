@@ -7,6 +7,12 @@ import jax
 from memgym.sim import disagg, offload
 from memgym.sim.specs import ModelSpec, pytree_dataclass
 
+from ..core import Observation
+
+FEATURE_NAMES = ("kv_local", "act_local", "kv_remote", "act_remote", "last_pcie", "last_gpu", "last_net", "host_free",
+                 "remote_free", "step_frac", "batch_frac", "tenant", "mode", "pcie_at_kv", "gpu_at_kv", "pcie_at_act",
+                 "gpu_at_act", "net_all_remote", "hint_share", "hint_mode", "hint_block", "local_blocks")
+
 
 @pytree_dataclass(static=("bins", "remote_bins", "batch_bins", "max_steps"))
 class SecureDisaggParams:
@@ -27,6 +33,8 @@ class SecureDisaggParams:
     first_ok: jax.Array  # bool[7, batch_bins]: the first step fits at (mode, block bin) (`system.first_tables`)
     first_share_ok: jax.Array  # bool[7, batch_bins, bins]: ... and at each share bin
     first_rho: jax.Array  # f[7, batch_bins, bins, 2]: the fitting interval of remote shares there
+    local_blocks: jax.Array  # f32: the share of block bins whose run fits host memory alone (`system.local_blocks`)
+    first_obs: Observation  # what every reset returns: the initial state's observation, a function of the params
     bins: int = 11
     remote_bins: int = 11
     batch_bins: int = 8
