@@ -350,10 +350,12 @@ class MemgymEnv(gymnasium.Env):
 
 
 def _masked_metrics(names, values: np.ndarray, present: np.ndarray) -> dict:
-    """Metrics laid out as gymnasium's `VectorEnv._add_info` lays out per-env float infos."""
+    """Metrics laid out as gymnasium's `VectorEnv._add_info` lays out per-env float infos (one masked float64
+    copy of all metrics, each name a contiguous column of it)."""
+    columns = np.where(present[:, None], values, 0.0).astype(np.float64).T.copy()
     out = {}
-    for j, name in enumerate(names):
-        out[name] = np.where(present, values[:, j], 0.0).astype(np.float64)
+    for name, column in zip(names, columns):
+        out[name] = column
         out[f"_{name}"] = present.copy()
     return out
 
@@ -419,8 +421,8 @@ class MemgymVectorEnv(gymnasium.vector.VectorEnv):
                         projected=projected & running, _projected=running.copy())
         if done.any():
             final_obs = np.full(self.num_envs, None, dtype=object)
-            for i in np.flatnonzero(done):
-                final_obs[i] = rows[i, lay.final_features].copy()
+            for i, features in zip(np.flatnonzero(done), rows[done][:, lay.final_features]):  # one fresh copy
+                final_obs[i] = features
             final_mask = (rows[:, lay.final_mask] > 0.5) & done[:, None]
             info["final_obs"], info["_final_obs"] = final_obs, done
             info["final_info"] = {"metrics": _masked_metrics(names, metrics, done), "_metrics": done.copy(),
